@@ -1,0 +1,272 @@
+"""Typed configuration: dataclasses are the source of truth, YAML recipes and dotted
+``--set section.key=value`` overrides are checked against them.
+
+The ``method`` section's type depends on ``method.name``: each registered method names
+its own config dataclass (a subclass of :class:`MethodConfig`), so ``method.beta`` is a
+valid key for SCN and an error for the plain method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from facemtl.tasks import TASKS, FacemtlError, check_tasks
+
+
+def _per_task(value: float) -> dict[str, float]:
+    return {task: value for task in TASKS}
+
+
+@dataclass
+class DataConfig:
+    """Which dataset and how it is split, corrupted and partially labelled."""
+
+    name: str = "synthetic"
+    root: str = ""  # dataset folder for real datasets; unused by the synthetic benchmark
+    num_train: int = 8000
+    num_val: int = 1000
+    num_test: int = 2000
+    image_size: int = 64
+    seed: int = 0
+    label_noise: float = 0.0  # fraction of *training* expression labels flipped to another class
+    label_fraction: dict[str, float] = field(default_factory=lambda: _per_task(1.0))
+    imbalance: float = 1.0  # ratio of most to least frequent expression class (geometric)
+    num_expr_classes: int = 7
+    num_landmarks: int = 5
+    difficulty: float = 1.0
+
+
+@dataclass
+class ModelConfig:
+    """The shared network: a backbone and one head per enabled task."""
+
+    backbone: str = "tiny"
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    pretrained: str = ""  # local .safetensors weight file for the backbone; empty = random init
+    drop_rate: float = 0.0  # dropout before the heads
+
+
+@dataclass
+class MethodConfig:
+    """Options every method shares; methods subclass this to add their own."""
+
+    name: str = "plain"
+    task_weights: dict[str, float] = field(default_factory=lambda: _per_task(1.0))
+    va_loss: str = "mse"  # mse | ccc | mse+ccc
+    lmk_loss: str = "l1"  # l1 | mse | smooth_l1, on coordinates normalised to the image
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, schedule, device and checkpointing."""
+
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    optimizer: str = "adamw"  # adamw | sgd
+    momentum: float = 0.9
+    scheduler: str = "cosine"  # cosine | step | none
+    warmup_epochs: int = 1
+    step_epochs: int = 20  # step scheduler: multiply lr by gamma every step_epochs
+    gamma: float = 0.1
+    seed: int = 0
+    device: str = "cpu"  # cpu | cuda | auto
+    num_workers: int = 0
+    eval_batch_size: int = 256
+    checkpoint_every: int = 0  # also save last.safetensors every N steps (0: end of epoch only)
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
+    threads: int = 0  # torch.set_num_threads; 0 = leave torch's default
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    """A whole run: ``data``, ``model``, ``method``, ``train``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+SECTIONS = ("data", "model", "method", "train")
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "method.va_loss": ("mse", "ccc", "mse+ccc"),
+    "method.lmk_loss": ("l1", "mse", "smooth_l1"),
+    "train.optimizer": ("adamw", "sgd"),
+    "train.scheduler": ("cosine", "step", "none"),
+    "train.device": ("cpu", "cuda", "auto"),
+}
+
+
+def _method_config_class(name: str) -> type[MethodConfig]:
+    from facemtl.methods import METHODS  # local import: methods import this module
+
+    return METHODS.get(name).config_class
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Check ``value`` against a field annotation, converting only where lossless."""
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if isinstance(value, str):  # "expr,au" on the command line
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise FacemtlError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, value_type = typing.get_args(annotation)
+        if not isinstance(value, Mapping):
+            raise FacemtlError(f"{key}: expected a mapping, got {value!r}")
+        return {str(k): _coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(annotation)
+    if ok is None:
+        raise TypeError(f"unsupported config annotation {annotation!r} for {key}")
+    if not ok:
+        raise FacemtlError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
+    return float(value) if annotation is float else value
+
+
+def _build_section(cls: type, values: Mapping[str, Any], section: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise FacemtlError(f"unknown key {section}.{key}; valid keys in {section}: {', '.join(valid)}")
+        kwargs[key] = _coerce(value, hints[key], f"{section}.{key}")
+    defaults = cls()
+    for key, value in kwargs.items():
+        default = getattr(defaults, key)
+        if isinstance(default, dict):  # partial dicts update the defaults (e.g. one task weight)
+            value = {**default, **value}
+        setattr(defaults, key, value)
+    return defaults
+
+
+def _parse_override(text: str) -> tuple[list[str], str]:
+    if "=" not in text:
+        raise FacemtlError(f"override {text!r} is not of the form section.key=value")
+    key, raw = text.split("=", 1)
+    path = key.strip().split(".")
+    if len(path) < 2 or path[0] not in SECTIONS:
+        raise FacemtlError(f"override {key!r}: expected section.key with section one of {', '.join(SECTIONS)}")
+    return path, raw
+
+
+def _insert(tree: dict[str, Any], path: list[str], raw: str) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    # A str field keeps the text as typed ("2024" stays a string); others use YAML's types.
+    node[path[-1]] = raw if _is_str_field(path) else value
+
+
+def _is_str_field(path: list[str]) -> bool:
+    if len(path) != 2:
+        return False
+    cls = {"data": DataConfig, "model": ModelConfig, "method": MethodConfig, "train": TrainConfig}[path[0]]
+    return typing.get_type_hints(cls).get(path[1]) is str
+
+
+def config_from_dict(raw: Mapping[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Build and validate a :class:`Config` from a nested mapping plus dotted overrides."""
+    if not isinstance(raw, Mapping):
+        raise FacemtlError(f"a config must be a mapping of sections ({', '.join(SECTIONS)}), got {type(raw).__name__}")
+    tree: dict[str, Any] = {}
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise FacemtlError(f"unknown config section {section!r}; valid sections: {', '.join(SECTIONS)}")
+        if values is None:
+            values = {}
+        if not isinstance(values, Mapping):
+            raise FacemtlError(f"config section {section!r} must be a mapping, got {values!r}")
+        tree[section] = dict(values)
+    for text in overrides:
+        path, value = _parse_override(text)
+        _insert(tree, path, value)
+    method_name = str(tree.get("method", {}).get("name", MethodConfig.name))
+    classes = {"data": DataConfig, "model": ModelConfig, "method": _method_config_class(method_name), "train": TrainConfig}
+    config = Config(**{s: _build_section(classes[s], tree.get(s, {}), s) for s in SECTIONS})
+    validate(config)
+    return config
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML recipe (or start from the defaults when ``path`` is None) and apply overrides."""
+    raw: Any = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FacemtlError(f"config file {path} does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise FacemtlError(f"{where}: malformed YAML ({problem})") from None
+        if not isinstance(raw, Mapping):
+            raise FacemtlError(f"{path}: expected a mapping of sections ({', '.join(SECTIONS)})")
+    return config_from_dict(raw, overrides)
+
+
+def _check_range(key: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise FacemtlError(f"{key}={value} is out of range; expected {low} <= {key.split('.')[-1]} <= {high}")
+
+
+def validate(config: Config) -> None:
+    """Cross-field and range checks the types alone cannot express."""
+    check_tasks(config.model.tasks)
+    for key, choices in _CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value not in choices:
+            raise FacemtlError(f"{key}={value!r} is not valid; choose from: {', '.join(choices)}")
+    for key in ("data.label_fraction", "method.task_weights"):
+        section, name = key.split(".")
+        for task, value in getattr(getattr(config, section), name).items():
+            if task not in TASKS:
+                raise FacemtlError(f"unknown task {task!r} in {key}; valid tasks: {', '.join(TASKS)}")
+            if name == "label_fraction":
+                _check_range(f"{key}.{task}", value, 0.0, 1.0)
+    _check_range("data.label_noise", config.data.label_noise, 0.0, 1.0)
+    if config.data.num_expr_classes not in (7, 8):
+        raise FacemtlError(f"data.num_expr_classes={config.data.num_expr_classes}; expected 7 or 8")
+    if config.data.num_landmarks not in (5, 68):
+        raise FacemtlError(f"data.num_landmarks={config.data.num_landmarks}; expected 5 or 68")
+    for key in ("data.num_train", "data.num_val", "data.image_size", "train.epochs", "train.batch_size"):
+        section, name = key.split(".")
+        if getattr(getattr(config, section), name) < 1:
+            raise FacemtlError(f"{key} must be at least 1")
+    if config.data.image_size < 32:
+        raise FacemtlError(f"data.image_size={config.data.image_size}; expected at least 32")

@@ -1,0 +1,12 @@
+"""Datasets, batches with per-task masks, and the registry of dataset builders."""
+
+from facemtl.data import synthetic_dataset  # noqa: F401  (registers "synthetic")
+from facemtl.data.dataset import FaceDataset, already_batched, move_batch
+from facemtl.registry import DATASETS
+
+__all__ = ["DATASETS", "FaceDataset", "already_batched", "build_datasets", "move_batch"]
+
+
+def build_datasets(config, splits=("train", "val", "test")) -> dict[str, FaceDataset]:
+    """Build the named dataset's splits from a :class:`~facemtl.config.DataConfig`."""
+    return DATASETS.get(config.name)(config, splits)

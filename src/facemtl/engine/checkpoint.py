@@ -1,0 +1,149 @@
+"""Checkpoints: one self-describing ``.safetensors`` file, written atomically, read without unpickling.
+
+Layout of the file:
+
+- tensors ``model.<key>``: the method's ``state_dict`` (network, plus what the method owns);
+- tensors ``optim.<param>.<key>`` and ``rng.torch`` (only in resumable ``last`` checkpoints);
+- metadata (strings): ``format``, ``config`` (resolved YAML), ``label_spaces`` (JSON),
+  ``tasks`` (JSON list), ``trainer_state`` (JSON), ``optim_meta`` (JSON: param groups and
+  non-tensor optimiser state).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from facemtl.tasks import FacemtlError, LabelSpaces
+
+FORMAT = "facemtl-checkpoint-1"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: tensors by name and its decoded metadata."""
+
+    path: Path
+    model_state: dict[str, torch.Tensor]
+    config: dict[str, Any]
+    label_spaces: LabelSpaces
+    tasks: list[str]
+    trainer_state: dict[str, Any]
+    optimizer_state: dict[str, Any] | None
+    rng_state: torch.Tensor | None
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for param_id, entries in state["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{param_id}.{key}"] = value
+            else:
+                scalars.setdefault(str(param_id), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        _, param_id, key = name.split(".", 2)
+        state.setdefault(int(param_id), {})[key] = value
+    for param_id, entries in meta["scalars"].items():
+        state.setdefault(int(param_id), {}).update(entries)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(
+    path: str | Path,
+    model_state: dict[str, torch.Tensor],
+    *,
+    config_yaml: str,
+    label_spaces: LabelSpaces,
+    tasks: list[str] | tuple[str, ...],
+    trainer_state: dict[str, Any] | None = None,
+    optimizer_state: dict[str, Any] | None = None,
+    rng_state: torch.Tensor | None = None,
+) -> Path:
+    """Write a checkpoint atomically (temporary file + rename: a kill never leaves half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model_state.items()}
+    metadata = {
+        "format": FORMAT,
+        "config": config_yaml,
+        "label_spaces": label_spaces.to_json(),
+        "tasks": json.dumps(list(tasks)),
+        "trainer_state": json.dumps(trainer_state or {}),
+    }
+    if optimizer_state is not None:
+        optim_tensors, optim_meta = _flatten_optimizer(optimizer_state)
+        tensors.update({k: v.detach().cpu().contiguous().clone() for k, v in optim_tensors.items()})
+        metadata["optim_meta"] = json.dumps(optim_meta)
+    if rng_state is not None:
+        tensors["rng.torch"] = rng_state.clone()
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    return path
+
+
+def resolve_checkpoint_path(path: str | Path) -> Path:
+    """A run folder means its best checkpoint; a file is taken as is."""
+    path = Path(path)
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / "best.safetensors", path / "best.safetensors"):
+            if candidate.is_file():
+                return candidate
+        raise FacemtlError(f"{path}: no checkpoints/best.safetensors in this folder")
+    if not path.is_file():
+        raise FacemtlError(f"checkpoint {path} does not exist")
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a facemtl checkpoint (file or run folder); never unpickles."""
+    path = resolve_checkpoint_path(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError) as err:
+        raise FacemtlError(f"{path}: not a readable safetensors file ({err})") from None
+    if metadata.get("format") != FORMAT:
+        raise FacemtlError(f"{path}: not a facemtl checkpoint (format {metadata.get('format')!r}, expected {FORMAT})")
+    import yaml
+
+    optim_tensors = {k: v for k, v in tensors.items() if k.startswith("optim.")}
+    return Checkpoint(
+        path=path,
+        model_state={k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
+        config=yaml.safe_load(metadata["config"]),
+        label_spaces=LabelSpaces.from_json(metadata["label_spaces"]),
+        tasks=json.loads(metadata["tasks"]),
+        trainer_state=json.loads(metadata["trainer_state"]),
+        optimizer_state=_unflatten_optimizer(optim_tensors, json.loads(metadata["optim_meta"])) if "optim_meta" in metadata else None,
+        rng_state=tensors.get("rng.torch"),
+    )
+
+
+def load_model_state(module: torch.nn.Module, checkpoint: Checkpoint, tasks: list[str] | tuple[str, ...]) -> None:
+    """Load weights strictly, explaining a task-set mismatch instead of listing raw keys."""
+    if sorted(checkpoint.tasks) != sorted(tasks):
+        raise FacemtlError(
+            f"{checkpoint.path}: checkpoint was trained for tasks {checkpoint.tasks}, the model has {list(tasks)}"
+        )
+    missing, unexpected = module.load_state_dict(checkpoint.model_state, strict=False)
+    if missing or unexpected:
+        raise FacemtlError(
+            f"{checkpoint.path}: weights do not match the model ({len(missing)} missing e.g. {missing[:3]}, "
+            f"{len(unexpected)} unexpected e.g. {unexpected[:3]}); was it trained with another backbone or method?"
+        )

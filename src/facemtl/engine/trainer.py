@@ -1,0 +1,271 @@
+"""The one training loop. Methods plug in through :class:`facemtl.methods.Method`.
+
+A run folder holds ``config.yaml``, ``label_spaces.json``, ``log.csv`` (one row per epoch),
+``checkpoints/last.safetensors`` (resumable: weights, optimiser, RNG, loop position) and
+``checkpoints/best.safetensors`` (best validation score; never selected on test), and at
+the end ``metrics.json`` with the best checkpoint's validation and test metrics.
+
+Resume is exact: batches come from a permutation seeded by ``(train.seed, epoch)``, so a
+run killed at any checkpoint and resumed ends with the same weights as one never killed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from facemtl.config import Config, TrainConfig
+from facemtl.data import already_batched, build_datasets, move_batch
+from facemtl.engine.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from facemtl.engine.evaluate import evaluate, primary_scores, selection_score
+from facemtl.methods import METHODS, Method, TrainContext
+from facemtl.models import MultiTaskNet
+from facemtl.tasks import FacemtlError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``auto`` (cuda when available) as a torch device."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FacemtlError("train.device=cuda but no CUDA device is available; use train.device=cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The training batches of one epoch: a permutation seeded by (seed, epoch), last partial batch dropped.
+
+    Dropping it keeps BatchNorm away from batches of one sample; if the dataset is smaller
+    than one batch the whole dataset is one batch.
+    """
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(num_samples, generator=generator).tolist()
+    count = max(num_samples // batch_size, 1)
+    return [order[i * batch_size : (i + 1) * batch_size] for i in range(count)]
+
+
+def lr_factor(step: int, steps_per_epoch: int, train: TrainConfig) -> float:
+    """Multiplier of the base lr at a global step: linear warm-up, then cosine, step or constant."""
+    warmup = train.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return (step + 1) / warmup
+    if train.scheduler == "cosine":
+        total = max(train.epochs * steps_per_epoch - warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / total))
+    if train.scheduler == "step":
+        return train.gamma ** (step // (train.step_epochs * steps_per_epoch))
+    return 1.0
+
+
+def build_optimizer(method: Method, train: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD over the method's parameter groups; a group may set its own ``lr``.
+
+    Each group remembers its ``base_lr``; groups with ``scheduled: False`` keep it constant.
+    """
+    groups = method.param_groups(train)
+    for group in groups:
+        group.setdefault("lr", train.lr)
+        group["base_lr"] = group["lr"]
+        group.setdefault("scheduled", True)
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
+    return torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
+
+
+def build_method(config: Config, label_spaces: Any, context: TrainContext) -> Method:
+    """Network plus the configured method around it."""
+    net = MultiTaskNet(
+        config.model.backbone, config.model.tasks, label_spaces, config.model.pretrained, config.model.drop_rate
+    )
+    return METHODS.get(config.method.name)(net, config.method, context)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Trains ``config`` into ``out_dir``; ``resume=True`` continues from ``checkpoints/last``.
+
+    Args:
+        config: the resolved run configuration.
+        out_dir: the run folder (created; must not already hold a run unless resuming).
+        resume: continue the run found in ``out_dir``.
+    """
+
+    def __init__(self, config: Config, out_dir: str | Path, resume: bool = False) -> None:
+        if not str(out_dir).strip():
+            raise FacemtlError("the output folder is empty; pass --out DIR")
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.last_path = self.out_dir / "checkpoints" / "last.safetensors"
+        self.best_path = self.out_dir / "checkpoints" / "best.safetensors"
+        if self.last_path.exists() and not resume:
+            raise FacemtlError(f"{self.out_dir} already holds a run; add --resume to continue it or choose another --out")
+        if resume and not self.last_path.exists():
+            raise FacemtlError(f"--resume: no {self.last_path} to resume from")
+        self.resume = resume
+        train = config.train
+        if train.threads > 0:
+            torch.set_num_threads(train.threads)
+        seed_everything(train.seed)
+        self.device = resolve_device(train.device)
+        self.datasets = build_datasets(config.data)
+        self.train_set = self.datasets["train"]
+        self.steps_per_epoch = len(epoch_batches(len(self.train_set), train.batch_size, 0, 0))
+        context = TrainContext(len(self.train_set), train.epochs, self.steps_per_epoch)
+        self.method = build_method(config, self.train_set.label_spaces, context).to(self.device)
+        self.optimizer = build_optimizer(self.method, train)
+        self.tasks = self.method.net.tasks
+        # Loop position and history; saved in every checkpoint so resume loses nothing.
+        self.state: dict[str, Any] = {
+            "epoch": 0, "batch": 0, "step": 0, "best_score": None, "best_epoch": None,
+            "history": [], "sums": {}, "count": 0, "seconds": 0.0,
+        }
+
+    # -- checkpoints -------------------------------------------------------------------
+    def _save(self, path: Path, resumable: bool) -> None:
+        save_checkpoint(
+            path,
+            self.method.state_dict(),
+            config_yaml=self.config.to_yaml(),
+            label_spaces=self.train_set.label_spaces,
+            tasks=self.tasks,
+            trainer_state=self.state,
+            optimizer_state=self.optimizer.state_dict() if resumable else None,
+            rng_state=torch.get_rng_state() if resumable else None,
+        )
+
+    def _restore(self) -> None:
+        checkpoint = load_checkpoint(self.last_path)
+        load_model_state(self.method, checkpoint, self.tasks)
+        self.optimizer.load_state_dict(checkpoint.optimizer_state)
+        torch.set_rng_state(checkpoint.rng_state)
+        self.state = checkpoint.trainer_state
+        print(f"resumed {self.out_dir} at epoch {self.state['epoch'] + 1}, batch {self.state['batch']}")
+
+    # -- the loop ----------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        """Train, validate each epoch, keep the best checkpoint, then write ``metrics.json``."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.resume:
+            self._restore()
+        else:
+            _write_atomic(self.out_dir / "config.yaml", self.config.to_yaml())
+            _write_atomic(self.out_dir / "label_spaces.json", self.train_set.label_spaces.to_json())
+        train = self.config.train
+        while self.state["epoch"] < train.epochs:
+            started = time.perf_counter()
+            self._train_epoch()
+            row = self._end_epoch(time.perf_counter() - started)
+            self._print_epoch(row)
+        return self.final_metrics()
+
+    def _train_epoch(self) -> None:
+        train, epoch = self.config.train, self.state["epoch"]
+        batches = epoch_batches(len(self.train_set), train.batch_size, train.seed, epoch)[self.state["batch"]:]
+        loader = DataLoader(
+            self.train_set, batch_sampler=batches, collate_fn=already_batched,
+            num_workers=train.num_workers, pin_memory=self.device.type == "cuda",
+            # Its own generator: a loader otherwise draws its worker seed from the global
+            # RNG, so a resumed epoch would shift every later dropout mask.
+            generator=torch.Generator().manual_seed(train.seed * 100_003 + epoch),
+        )
+        self.method.train()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{train.epochs}", leave=False, disable=not train.progress)
+        for batch in bar:
+            self._set_lr()
+            logs = self.method.train_step(move_batch(batch, self.device), self.optimizer, train.grad_clip)
+            for key, value in logs.items():
+                self.state["sums"][key] = self.state["sums"].get(key, 0.0) + value
+            self.state["count"] += 1
+            self.state["step"] += 1
+            self.state["batch"] += 1
+            bar.set_postfix(loss=f"{logs['loss']:.3f}")
+            if train.checkpoint_every and self.state["step"] % train.checkpoint_every == 0:
+                self._save(self.last_path, resumable=True)
+
+    def _set_lr(self) -> None:
+        factor = lr_factor(self.state["step"], self.steps_per_epoch, self.config.train)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * (factor if group["scheduled"] else 1.0)
+
+    def _end_epoch(self, seconds: float) -> dict[str, Any]:
+        epoch = self.state["epoch"]
+        method_logs = self.method.on_epoch_end(epoch)
+        val = self.evaluate_split("val")
+        score = selection_score(val)
+        count = max(self.state["count"], 1)
+        row: dict[str, Any] = {"epoch": epoch + 1, "step": self.state["step"], "lr": self.optimizer.param_groups[0]["lr"]}
+        row.update({f"train_{k}": v / count for k, v in self.state["sums"].items()})
+        row.update(method_logs)
+        row.update(_flat_scores(val))
+        row["val_score"] = score
+        self.state["seconds"] += seconds
+        row["seconds"] = round(self.state["seconds"], 1)
+        self.state.update(epoch=epoch + 1, batch=0, sums={}, count=0)
+        self.state["history"].append(row)
+        if self.state["best_score"] is None or score > self.state["best_score"]:
+            self.state.update(best_score=score, best_epoch=epoch + 1)
+            self._save(self.best_path, resumable=False)
+        self._save(self.last_path, resumable=True)
+        self._write_log()
+        return row
+
+    def _write_log(self) -> None:
+        columns: list[str] = []
+        for row in self.state["history"]:
+            columns += [k for k in row if k not in columns]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(self.state["history"])
+        _write_atomic(self.out_dir / "log.csv", buffer.getvalue())
+
+    def _print_epoch(self, row: dict[str, Any]) -> None:
+        if not self.config.train.progress:
+            return
+        parts = [f"epoch {row['epoch']}/{self.config.train.epochs}", f"loss {row.get('train_loss', float('nan')):.3f}"]
+        parts += [f"{k[4:]} {v:.3f}" for k, v in row.items() if k.startswith("val_")]
+        print("  ".join(parts) + f"  ({row['seconds']:.0f}s)", flush=True)
+
+    # -- evaluation --------------------------------------------------------------------
+    def evaluate_split(self, split: str) -> dict[str, Any]:
+        """Metrics of the current weights on ``val`` or ``test``."""
+        self.method.eval()
+        with torch.no_grad():
+            return evaluate(self.method.predict, self.datasets[split], self.tasks, self.device, self.config.train.eval_batch_size)
+
+    def final_metrics(self) -> dict[str, Any]:
+        """Reload the best-on-validation weights, evaluate val and test, write ``metrics.json``."""
+        load_model_state(self.method, load_checkpoint(self.best_path), self.tasks)
+        results = {"val": self.evaluate_split("val")}
+        if "test" in self.datasets and len(self.datasets["test"]):
+            results["test"] = self.evaluate_split("test")
+        results["best_epoch"] = self.state["best_epoch"]
+        _write_atomic(self.out_dir / "metrics.json", json.dumps(results, indent=2))
+        return results
+
+
+def _flat_scores(results: dict[str, Any]) -> dict[str, float]:
+    return {f"val_{task}": value for task, value in primary_scores(results).items()}

@@ -1,0 +1,19 @@
+"""Pure, documented loss functions (no modules, no state)."""
+
+from facemtl.losses.masked import (
+    attribute_cross_entropy,
+    ccc_loss,
+    masked_bce,
+    masked_cross_entropy,
+    masked_mean,
+    masked_regression,
+)
+
+__all__ = [
+    "attribute_cross_entropy",
+    "ccc_loss",
+    "masked_bce",
+    "masked_cross_entropy",
+    "masked_mean",
+    "masked_regression",
+]

@@ -1,0 +1,117 @@
+"""The Method seam: how a paper's training strategy plugs into the one trainer.
+
+A :class:`Method` is an ``nn.Module`` that owns the :class:`~facemtl.models.MultiTaskNet`
+plus whatever the paper adds. Everything it owns lives in its ``state_dict`` so
+checkpoints and resume cover it. The trainer calls, and only calls:
+
+- :meth:`Method.param_groups` once, to build the optimiser;
+- :meth:`Method.train_step` once per batch (default: ``training_step`` + backward + step;
+  override only for manual optimisation such as a bilevel step);
+- :meth:`Method.on_epoch_end` after each epoch (schedules, task switches);
+- :meth:`Method.predict` for evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from facemtl.config import MethodConfig, TrainConfig
+from facemtl.losses import attribute_cross_entropy, ccc_loss, masked_bce, masked_cross_entropy, masked_regression
+from facemtl.models import MultiTaskNet
+
+Batch = dict[str, Any]
+Outputs = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TrainContext:
+    """Facts about the run a method may need when it is built."""
+
+    num_train: int  # samples in the training set (per-sample state such as SCN's relabels)
+    epochs: int
+    steps_per_epoch: int
+
+
+class Method(nn.Module):
+    """Base class: multi-task training with a weighted sum of masked per-task losses.
+
+    Args:
+        net: the shared multi-task network.
+        config: this method's config (a :class:`MethodConfig` subclass).
+        context: run facts (dataset size, epochs).
+    """
+
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig
+
+    def __init__(self, net: MultiTaskNet, config: MethodConfig, context: TrainContext) -> None:
+        super().__init__()
+        self.net = net
+        self.config = config
+        self.context = context
+
+    # -- what the trainer calls -------------------------------------------------------
+    def param_groups(self, train: TrainConfig) -> list[dict[str, Any]]:
+        """Parameter groups for the optimiser; override to give extra parameters their own lr."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def training_step(self, batch: Batch) -> dict[str, Any]:
+        """Forward and loss for one batch: ``{"loss": scalar tensor, "logs": {name: float}}``."""
+        outputs = self.net(batch["image"])
+        losses = self.task_losses(outputs, batch)
+        return self.combine(losses)
+
+    def train_step(self, batch: Batch, optimizer: torch.optim.Optimizer, grad_clip: float = 0.0) -> dict[str, float]:
+        """One optimisation step; returns scalar logs."""
+        result = self.training_step(batch)
+        optimizer.zero_grad(set_to_none=True)
+        result["loss"].backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.parameters(), grad_clip)
+        optimizer.step()
+        return {"loss": float(result["loss"].detach()), **result["logs"]}
+
+    def on_epoch_end(self, epoch: int) -> dict[str, float]:
+        """Called after each training epoch (0-based); returns scalar logs."""
+        return {}
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> Outputs:
+        """Outputs used for evaluation and inference (a distillation ensemble may override)."""
+        return self.net(images)
+
+    # -- shared pieces for subclasses -------------------------------------------------
+    def task_losses(self, outputs: Outputs, batch: Batch) -> dict[str, torch.Tensor]:
+        """Unweighted masked loss per enabled task (attributes summed over attributes)."""
+        labels, mask = batch["labels"], batch["mask"]
+        losses: dict[str, torch.Tensor] = {}
+        for task in self.net.tasks:
+            if task == "expr":
+                losses[task] = masked_cross_entropy(outputs[task], labels[task], mask[task])
+            elif task == "au":
+                losses[task] = masked_bce(outputs[task], labels[task], mask[task])
+            elif task == "va":
+                losses[task] = self._va_loss(outputs[task], labels[task], mask[task])
+            elif task == "lmk":
+                losses[task] = masked_regression(outputs[task], labels[task], mask[task], self.config.lmk_loss)
+            elif task == "attr":
+                losses[task] = sum(attribute_cross_entropy(outputs[task], labels[task], mask[task]).values())
+        return losses
+
+    def _va_loss(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        kind = self.config.va_loss
+        loss = pred.sum() * 0.0
+        if "mse" in kind:
+            loss = loss + masked_regression(pred, target, mask, "mse")
+        if "ccc" in kind:
+            loss = loss + ccc_loss(pred, target, mask)
+        return loss
+
+    def combine(self, losses: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Weighted sum with ``config.task_weights``; logs every task's unweighted loss."""
+        total = sum(self.config.task_weights.get(task, 1.0) * loss for task, loss in losses.items())
+        logs = {f"loss_{task}": float(loss.detach()) for task, loss in losses.items()}
+        return {"loss": total, "logs": logs}

@@ -1,0 +1,6 @@
+"""Networks: backbones (built-in and timm), task heads and the shared MultiTaskNet."""
+
+from facemtl.models.backbone import create_backbone
+from facemtl.models.multitask import MultiTaskNet
+
+__all__ = ["MultiTaskNet", "create_backbone"]

@@ -1,0 +1,106 @@
+"""Backbones: any timm model by name, plus small built-in ones for tests and CPU demos.
+
+Every backbone follows timm's contract, so the rest of facemtl never cares which it got:
+``forward_features(x) -> feature map [B, C, h, w]``, ``forward_head(fmap, pre_logits=True)
+-> pooled feature [B, C]`` and ``num_features == C``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from facemtl.registry import BACKBONES
+from facemtl.tasks import FacemtlError
+
+
+def _conv_bn_relu(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class TinyConvNet(nn.Module):
+    """A small VGG-style CNN: ``len(widths)`` stages of two 3x3 convs, each halving the size.
+
+    Args:
+        widths: channels per stage; the feature map has ``widths[-1]`` channels and
+            ``1 / 2**len(widths)`` of the input resolution.
+    """
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 192)) -> None:
+        super().__init__()
+        stages, c_in = [], 3
+        for width in widths:
+            stages.append(nn.Sequential(_conv_bn_relu(c_in, width, 2), _conv_bn_relu(width, width, 1)))
+            c_in = width
+        self.stages = nn.Sequential(*stages)
+        self.num_features = c_in
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(x)
+
+    def forward_head(self, fmap: torch.Tensor, pre_logits: bool = True) -> torch.Tensor:
+        return fmap.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+@BACKBONES.register("tiny")
+def tiny() -> nn.Module:
+    """~0.8M parameters: the CPU demo's backbone (about 2 minutes for the demo on 2 cores)."""
+    return TinyConvNet((32, 64, 128, 192))
+
+
+@BACKBONES.register("test_tiny")
+def test_tiny() -> nn.Module:
+    """A few thousand parameters, for unit tests."""
+    return TinyConvNet((8, 16))
+
+
+def create_backbone(name: str, pretrained: str = "") -> nn.Module:
+    """Build a backbone by facemtl name or any ``timm`` model name, randomly initialised.
+
+    Args:
+        name: a built-in name (``facemtl list``) or a timm model name (``timm.list_models()``).
+        pretrained: optional local ``.safetensors`` file with the backbone's weights; loaded
+            strictly (a file that does not match raises, it is never silently ignored).
+    """
+    if name in BACKBONES:
+        model = BACKBONES.get(name)()
+    elif timm.is_model(name):
+        model = timm.create_model(name, pretrained=False, num_classes=0)
+    else:
+        builtins = ", ".join(BACKBONES.names())
+        raise FacemtlError(
+            f"unknown backbone {name!r}; valid: built-in {builtins}, or any timm model name (see timm.list_models())"
+        )
+    if pretrained:
+        load_backbone_weights(model, pretrained)
+    return model
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a ``.safetensors`` state dict into ``model``, ignoring only classifier keys."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        raise FacemtlError(f"model.pretrained={path}: expected an existing .safetensors file")
+    state = load_file(str(path))
+    # timm checkpoints carry their ImageNet classifier; our backbones have none (num_classes=0).
+    classifier = getattr(model, "pretrained_cfg", {}).get("classifier")
+    if classifier:
+        state = {k: v for k, v in state.items() if not k.startswith(f"{classifier}.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise FacemtlError(
+            f"{path}: weights do not match the backbone ({len(missing)} missing keys e.g. {missing[:3]}, "
+            f"{len(unexpected)} unexpected e.g. {unexpected[:3]})"
+        )

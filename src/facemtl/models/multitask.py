@@ -1,0 +1,61 @@
+"""MultiTaskNet: one shared backbone, one head per enabled task, outputs keyed by task."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from facemtl.models.backbone import create_backbone
+from facemtl.models.heads import build_head
+from facemtl.tasks import TASKS, LabelSpaces, check_tasks
+
+#: ImageNet statistics; timm backbones expect them and they do no harm to the built-in ones.
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+
+
+class MultiTaskNet(nn.Module):
+    """Shared backbone with per-task heads.
+
+    Args:
+        backbone: a built-in or timm backbone name.
+        tasks: enabled task keys, a subset of :data:`facemtl.tasks.TASKS`.
+        label_spaces: sizes and names of each task's outputs.
+        pretrained: optional local ``.safetensors`` backbone weights.
+        drop_rate: dropout on the pooled feature before the heads.
+
+    ``forward(images)`` takes RGB images ``[B, 3, H, W]`` scaled to [0, 1] (normalisation
+    happens inside, so exported models take the same input) and returns a dict with one
+    entry per enabled task (``expr [B, C]``, ``au [B, A]`` logits, ``va [B, 2]``,
+    ``lmk [B, K, 2]``, ``attr {name: [B, C_name]}``) plus ``feat`` (pooled feature
+    ``[B, D]``) and ``feat_map`` (last feature map, ``[B, D, h, w]`` for CNNs).
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        tasks: list[str] | tuple[str, ...],
+        label_spaces: LabelSpaces,
+        pretrained: str = "",
+        drop_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check_tasks(tasks)
+        self.tasks = tuple(t for t in TASKS if t in tasks)
+        self.label_spaces = label_spaces
+        self.backbone = create_backbone(backbone, pretrained)
+        self.num_features = int(self.backbone.num_features)
+        self.dropout = nn.Dropout(drop_rate)
+        self.heads = nn.ModuleDict({t: build_head(t, self.num_features, label_spaces) for t in self.tasks})
+        self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
+        x = (images - self.image_mean) / self.image_std
+        feat_map = self.backbone.forward_features(x)
+        feat = self.backbone.forward_head(feat_map, pre_logits=True)
+        dropped = self.dropout(feat)
+        outputs: dict[str, torch.Tensor | dict[str, torch.Tensor]] = {t: self.heads[t](dropped) for t in self.tasks}
+        outputs["feat"] = feat
+        outputs["feat_map"] = feat_map
+        return outputs

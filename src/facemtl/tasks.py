@@ -1,0 +1,101 @@
+"""Task keys and label spaces shared by data, models, losses, metrics and checkpoints.
+
+facemtl knows five tasks, always referred to by these keys:
+
+- ``expr``: facial expression, one of 7 or 8 classes (AffectNet order).
+- ``au``: facial action units, multi-label, named by FACS number (``AU1``, ``AU12``...).
+- ``va``: valence and arousal, two reals in [-1, 1].
+- ``lmk``: K facial landmarks (5-point MTFL scheme or 68-point iBUG scheme),
+  stored as (x, y) normalised by the image width and height, so in [0, 1] inside the image.
+- ``attr``: named categorical face attributes (gender, smile, glasses, pose...).
+
+A :class:`LabelSpaces` value says what each task's labels mean. It travels with every
+dataset and every checkpoint, so predictions can always be named.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+TASKS: tuple[str, ...] = ("expr", "au", "va", "lmk", "attr")
+
+#: AffectNet's class order; the 7-class space drops ``contempt``.
+EXPR_CLASSES_8: tuple[str, ...] = (
+    "neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger", "contempt",
+)
+EXPR_CLASSES_7: tuple[str, ...] = EXPR_CLASSES_8[:7]
+
+VA_NAMES: tuple[str, ...] = ("valence", "arousal")
+
+#: 5-point scheme (MTFL): image-left eye first.
+LANDMARKS_5: tuple[str, ...] = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
+
+#: Attributes with MTFL semantics; class 0 is the first name.
+DEFAULT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "gender": ("male", "female"),
+    "smile": ("no", "yes"),
+    "glasses": ("no", "yes"),
+    "pose": ("left_profile", "left", "frontal", "right", "right_profile"),
+}
+
+
+class FacemtlError(Exception):
+    """An error caused by the user's input; the CLI prints it as one line, no traceback."""
+
+
+def au_name(au_id: int) -> str:
+    """FACS number to label name, e.g. ``12 -> "AU12"``."""
+    return f"AU{int(au_id)}"
+
+
+@dataclass(frozen=True)
+class LabelSpaces:
+    """What the labels of each task mean.
+
+    Attributes:
+        expr_classes: expression class names, index = class id.
+        au_names: action unit names (``AU1``...), index = column of the AU label.
+        num_landmarks: K, the number of (x, y) landmark points (5 or 68).
+        attributes: attribute name -> class names (index = class id).
+    """
+
+    expr_classes: tuple[str, ...] = EXPR_CLASSES_7
+    au_names: tuple[str, ...] = ()
+    num_landmarks: int = 5
+    attributes: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_ATTRIBUTES))
+
+    def output_size(self, task: str) -> int:
+        """Number of head outputs for ``task`` (attributes: summed over attributes)."""
+        sizes = {
+            "expr": len(self.expr_classes),
+            "au": len(self.au_names),
+            "va": 2,
+            "lmk": 2 * self.num_landmarks,
+            "attr": sum(len(c) for c in self.attributes.values()),
+        }
+        if task not in sizes:
+            raise FacemtlError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+        return sizes[task]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "LabelSpaces":
+        raw = json.loads(text)
+        return cls(
+            expr_classes=tuple(raw["expr_classes"]),
+            au_names=tuple(raw["au_names"]),
+            num_landmarks=int(raw["num_landmarks"]),
+            attributes={k: tuple(v) for k, v in raw["attributes"].items()},
+        )
+
+
+def check_tasks(tasks: list[str] | tuple[str, ...]) -> None:
+    """Raise :class:`FacemtlError` if any task key is unknown or the list is empty."""
+    if not tasks:
+        raise FacemtlError(f"model.tasks is empty; choose from: {', '.join(TASKS)}")
+    for task in tasks:
+        if task not in TASKS:
+            raise FacemtlError(f"unknown task {task!r} in model.tasks; valid tasks: {', '.join(TASKS)}")

@@ -1,0 +1,54 @@
+"""MultiTaskNet: outputs keyed by task, feature and feature map, any backbone."""
+
+import pytest
+import torch
+
+from facemtl.models import MultiTaskNet, create_backbone
+from facemtl.tasks import FacemtlError, LabelSpaces
+
+SPACES = LabelSpaces(au_names=("AU1", "AU2", "AU12"), num_landmarks=5)
+
+
+def test_outputs_keyed_by_task_with_shapes():
+    torch.manual_seed(0)
+    net = MultiTaskNet("test_tiny", ["expr", "au", "va", "lmk", "attr"], SPACES).eval()
+    out = net(torch.rand(2, 3, 48, 48))
+    assert out["expr"].shape == (2, 7)
+    assert out["au"].shape == (2, 3)
+    assert out["va"].shape == (2, 2) and out["va"].abs().max() <= 1
+    assert out["lmk"].shape == (2, 5, 2)
+    assert set(out["attr"]) == {"gender", "smile", "glasses", "pose"} and out["attr"]["pose"].shape == (2, 5)
+    assert out["feat"].shape == (2, net.num_features)
+    assert out["feat_map"].shape[:2] == (2, net.num_features) and out["feat_map"].dim() == 4
+
+
+def test_only_enabled_tasks_have_heads():
+    net = MultiTaskNet("test_tiny", ["lmk", "expr"], SPACES)
+    assert net.tasks == ("expr", "lmk")  # canonical order
+    out = net(torch.rand(1, 3, 32, 32))
+    assert "au" not in out and "attr" not in out
+
+
+def test_timm_backbone_by_name():
+    net = MultiTaskNet("resnet10t", ["expr"], SPACES)
+    out = net(torch.rand(2, 3, 64, 64))
+    assert out["expr"].shape == (2, 7) and out["feat"].shape == (2, 512)
+
+
+def test_unknown_backbone_is_a_clear_error():
+    with pytest.raises(FacemtlError, match=r"unknown backbone 'resnet1000'; valid: built-in .*tiny.*timm"):
+        create_backbone("resnet1000")
+
+
+def test_local_backbone_weights_load_strictly(tmp_path):
+    from safetensors.torch import save_file
+
+    source = create_backbone("test_tiny")
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    loaded = create_backbone("test_tiny", str(path))
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    save_file({"nothing.weight": torch.zeros(1)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(FacemtlError, match="do not match"):
+        create_backbone("test_tiny", str(tmp_path / "bad.safetensors"))
