@@ -47,7 +47,12 @@ def test_run_folder_and_metrics(tmp_path, tiny_overrides):
     # The best checkpoint is the epoch with the best *validation* score.
     best = max(rows, key=lambda r: float(r["val_score"]))
     assert metrics["best_epoch"] == int(best["epoch"])
-    assert load_checkpoint(run / "checkpoints/best.safetensors").optimizer_state is None
+    best = load_checkpoint(run / "checkpoints/best.safetensors")
+    assert best.optimizer_state is None
+    template = best.preprocess["template_5pt"]
+    assert best.preprocess["image_size"] == 32 and len(template) == 5
+    assert template[0][0] < template[1][0] and template[3][0] < template[4][0]  # image-left eye / mouth corner first
+    assert template[0][1] < template[2][1] < template[3][1]  # eyes above nose above mouth
 
 
 def test_existing_run_needs_resume(tmp_path, tiny_overrides):

@@ -92,6 +92,26 @@ class LabelSpaces:
         )
 
 
+def five_point_landmarks(points: "np.ndarray") -> "np.ndarray":
+    """The 5-point scheme (eye centres, nose tip, mouth corners) from 5 or 68 points.
+
+    Args:
+        points: ``[..., 5, 2]`` or ``[..., 68, 2]`` in iBUG-68 order.
+
+    Returns:
+        ``[..., 5, 2]`` in :data:`LANDMARKS_5` order.
+    """
+    import numpy as np
+
+    if points.shape[-2] == 5:
+        return points
+    if points.shape[-2] != 68:
+        raise ValueError(f"expected 5 or 68 landmarks, got {points.shape[-2]}")
+    left_eye = points[..., 36:42, :].mean(axis=-2)
+    right_eye = points[..., 42:48, :].mean(axis=-2)
+    return np.stack([left_eye, right_eye, points[..., 30, :], points[..., 48, :], points[..., 54, :]], axis=-2)
+
+
 def check_tasks(tasks: list[str] | tuple[str, ...]) -> None:
     """Raise :class:`FacemtlError` if any task key is unknown or the list is empty."""
     if not tasks:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from facemtl.tasks import LabelSpaces
+from facemtl.tasks import LabelSpaces, five_point_landmarks
 
 Batch = dict[str, Any]
 
@@ -72,6 +72,17 @@ class FaceDataset(Dataset):
 
     def __getitem__(self, i: int) -> Batch:
         return self.__getitems__([i])
+
+    def landmark_template(self) -> list[list[float]] | None:
+        """Mean 5-point landmarks of the labelled faces, ``[5][2]`` in image-normalised (x, y).
+
+        Stored in checkpoints as the alignment template: the inference pipeline warps a
+        detected face so its 5 points land here, i.e. onto the crops the model was trained on.
+        """
+        if "lmk" not in self.labels or not bool(self.mask["lmk"].any()):
+            return None
+        points = self.labels["lmk"][self.mask["lmk"]].numpy().mean(axis=0)
+        return five_point_landmarks(points).round(5).tolist()
 
     def label_counts(self) -> dict[str, int]:
         """Number of samples with at least one label, per task."""

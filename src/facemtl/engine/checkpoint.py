@@ -6,7 +6,8 @@ Layout of the file:
 - tensors ``optim.<param>.<key>`` and ``rng.torch`` (only in resumable ``last`` checkpoints);
 - metadata (strings): ``format``, ``config`` (resolved YAML), ``label_spaces`` (JSON),
   ``tasks`` (JSON list), ``trainer_state`` (JSON), ``optim_meta`` (JSON: param groups and
-  non-tensor optimiser state).
+  non-tensor optimiser state), ``preprocess`` (JSON: input size, pixel scaling and the
+  5-point alignment template the inference pipeline warps faces onto).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Checkpoint:
     label_spaces: LabelSpaces
     tasks: list[str]
     trainer_state: dict[str, Any]
+    preprocess: dict[str, Any]
     optimizer_state: dict[str, Any] | None
     rng_state: torch.Tensor | None
 
@@ -70,6 +72,7 @@ def save_checkpoint(
     label_spaces: LabelSpaces,
     tasks: list[str] | tuple[str, ...],
     trainer_state: dict[str, Any] | None = None,
+    preprocess: dict[str, Any] | None = None,
     optimizer_state: dict[str, Any] | None = None,
     rng_state: torch.Tensor | None = None,
 ) -> Path:
@@ -83,6 +86,7 @@ def save_checkpoint(
         "label_spaces": label_spaces.to_json(),
         "tasks": json.dumps(list(tasks)),
         "trainer_state": json.dumps(trainer_state or {}),
+        "preprocess": json.dumps(preprocess or {}),
     }
     if optimizer_state is not None:
         optim_tensors, optim_meta = _flatten_optimizer(optimizer_state)
@@ -130,6 +134,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         label_spaces=LabelSpaces.from_json(metadata["label_spaces"]),
         tasks=json.loads(metadata["tasks"]),
         trainer_state=json.loads(metadata["trainer_state"]),
+        preprocess=json.loads(metadata.get("preprocess", "{}")),
         optimizer_state=_unflatten_optimizer(optim_tensors, json.loads(metadata["optim_meta"])) if "optim_meta" in metadata else None,
         rng_state=tensors.get("rng.torch"),
     )

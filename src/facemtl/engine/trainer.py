@@ -137,6 +137,11 @@ class Trainer:
         self.method = build_method(config, self.train_set.label_spaces, context).to(self.device)
         self.optimizer = build_optimizer(self.method, train)
         self.tasks = self.method.net.tasks
+        self.preprocess = {
+            "image_size": config.data.image_size,
+            "input": "RGB, float in [0, 1], [B, 3, H, W]; the model normalises internally",
+            "template_5pt": self.train_set.landmark_template(),
+        }
         # Loop position and history; saved in every checkpoint so resume loses nothing.
         self.state: dict[str, Any] = {
             "epoch": 0, "batch": 0, "step": 0, "best_score": None, "best_epoch": None,
@@ -152,6 +157,7 @@ class Trainer:
             label_spaces=self.train_set.label_spaces,
             tasks=self.tasks,
             trainer_state=self.state,
+            preprocess=self.preprocess,
             optimizer_state=self.optimizer.state_dict() if resumable else None,
             rng_state=torch.get_rng_state() if resumable else None,
         )

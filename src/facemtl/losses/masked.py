@@ -26,12 +26,11 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor |
             (not divided by ``sum(w)``), the convention of SCN's weighted losses.
     """
     mask = mask.bool()
-    count = mask.sum()
-    if count == 0:
-        return _zero_like_graph(values)
     if weight is not None:
         values = values * weight
-    return torch.where(mask, values, torch.zeros_like(values)).sum() / count
+    # No data-dependent branch (it would sync the GPU every step): with nothing labelled
+    # the masked sum is 0 and the count is clamped to 1, an exact zero still in the graph.
+    return torch.where(mask, values, torch.zeros_like(values)).sum() / mask.sum().clamp_min(1)
 
 
 def masked_cross_entropy(
