@@ -61,6 +61,9 @@ class MethodConfig:
     va_loss: str = "mse"  # mse | ccc | mse+ccc
     lmk_loss: str = "l1"  # l1 | mse | smooth_l1, on coordinates normalised to the image
 
+    def check(self) -> None:
+        """Method-specific validation; subclasses raise FacemtlError for bad values."""
+
 
 @dataclass
 class TrainConfig:
@@ -70,12 +73,12 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 0.05
-    optimizer: str = "adamw"  # adamw | sgd
+    optimizer: str = "adamw"  # adamw | adam | sgd
     momentum: float = 0.9
-    scheduler: str = "cosine"  # cosine | step | none
+    scheduler: str = "cosine"  # cosine | step | exponential (per epoch) | none
     warmup_epochs: int = 1
     step_epochs: int = 20  # step scheduler: multiply lr by gamma every step_epochs
-    gamma: float = 0.1
+    gamma: float = 0.1  # step: factor every step_epochs; exponential: factor every epoch
     seed: int = 0
     device: str = "cpu"  # cpu | cuda | auto
     num_workers: int = 0
@@ -107,8 +110,8 @@ SECTIONS = ("data", "model", "method", "train")
 _CHOICES: dict[str, tuple[str, ...]] = {
     "method.va_loss": ("mse", "ccc", "mse+ccc"),
     "method.lmk_loss": ("l1", "mse", "smooth_l1"),
-    "train.optimizer": ("adamw", "sgd"),
-    "train.scheduler": ("cosine", "step", "none"),
+    "train.optimizer": ("adamw", "adam", "sgd"),
+    "train.scheduler": ("cosine", "step", "exponential", "none"),
     "train.device": ("cpu", "cuda", "auto"),
 }
 
@@ -247,6 +250,7 @@ def _check_range(key: str, value: float, low: float, high: float) -> None:
 def validate(config: Config) -> None:
     """Cross-field and range checks the types alone cannot express."""
     check_tasks(config.model.tasks)
+    config.method.check()
     for key, choices in _CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)

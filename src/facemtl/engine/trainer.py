@@ -63,7 +63,7 @@ def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int) -> l
 
 
 def lr_factor(step: int, steps_per_epoch: int, train: TrainConfig) -> float:
-    """Multiplier of the base lr at a global step: linear warm-up, then cosine, step or constant."""
+    """Multiplier of the base lr at a global step: linear warm-up, then cosine, step, exponential or constant."""
     warmup = train.warmup_epochs * steps_per_epoch
     if step < warmup:
         return (step + 1) / warmup
@@ -72,11 +72,13 @@ def lr_factor(step: int, steps_per_epoch: int, train: TrainConfig) -> float:
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / total))
     if train.scheduler == "step":
         return train.gamma ** (step // (train.step_epochs * steps_per_epoch))
+    if train.scheduler == "exponential":  # once per epoch, as torch's ExponentialLR in SCN's code
+        return train.gamma ** (step // steps_per_epoch)
     return 1.0
 
 
 def build_optimizer(method: Method, train: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD over the method's parameter groups; a group may set its own ``lr``.
+    """AdamW, Adam or SGD over the method's parameter groups; a group may set its own ``lr``.
 
     Each group remembers its ``base_lr``; groups with ``scheduled: False`` keep it constant.
     """
@@ -87,6 +89,8 @@ def build_optimizer(method: Method, train: TrainConfig) -> torch.optim.Optimizer
         group.setdefault("scheduled", True)
     if train.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
+    if train.optimizer == "adam":  # L2-coupled weight decay, as the official SCN code
+        return torch.optim.Adam(groups, lr=train.lr, weight_decay=train.weight_decay)
     return torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
 
 

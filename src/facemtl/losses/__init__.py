@@ -17,3 +17,7 @@ __all__ = [
     "masked_mean",
     "masked_regression",
 ]
+
+from facemtl.losses.rank import rank_regularization, relabel, split_by_importance, weighted_logit_cross_entropy
+
+__all__ += ["rank_regularization", "relabel", "split_by_importance", "weighted_logit_cross_entropy"]

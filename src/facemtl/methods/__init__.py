@@ -2,6 +2,7 @@
 
 from facemtl.methods.base import Method, TrainContext
 from facemtl.methods.plain import PlainMethod
+from facemtl.methods.scn import SCNMethod
 from facemtl.registry import METHODS
 
-__all__ = ["METHODS", "Method", "PlainMethod", "TrainContext"]
+__all__ = ["METHODS", "Method", "PlainMethod", "SCNMethod", "TrainContext"]
