@@ -34,7 +34,7 @@ def test_str_field_keeps_digits_as_text():
         ("train.lr=fast", r"train.lr: expected float, got 'fast'"),
         ("model.tasks=expr,smell", r"unknown task 'smell'"),
         ("method.name=magic", r"unknown method 'magic'; valid methods: plain"),
-        ("train.optimizer=adam", r"train.optimizer='adam' is not valid; choose from: adamw, adam, sgd"),
+        ("train.optimizer=adamax", r"train.optimizer=.adamax. is not valid; choose from: adamw, adam, sgd"),
         ("data.label_noise=1.5", r"data.label_noise=1.5 is out of range"),
         ("data.label_fraction.smell=0.5", r"unknown task 'smell' in data.label_fraction"),
         ("data.num_landmarks=7", r"expected 5 or 68"),
