@@ -47,7 +47,7 @@ def test_eval_reproduces_the_runs_test_metrics(trained_run, tmp_path, capsys):
         (["train", "{run}/config.yaml", "--out", "{run}"], "already holds a run; add --resume"),
         (["train", "{run}/config.yaml", "--out", ""], "output folder is empty"),
         (["demo", "--out", "{run}/y", "--set", "model.backbone=nonet"], "unknown backbone 'nonet'"),
-        (["demo", "--out", "{run}/y", "--set", "data.name=affectnut"], "unknown dataset 'affectnut'; valid datasets: synthetic"),
+        (["demo", "--out", "{run}/y", "--set", "data.name=affectnut"], "unknown dataset 'affectnut'; valid datasets: .*affectnet.*synthetic"),
     ],
 )
 def test_user_errors_are_one_line(trained_run, capsys, argv, message):

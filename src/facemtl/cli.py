@@ -42,6 +42,19 @@ def _parser() -> argparse.ArgumentParser:
     _add_set(demo)
 
     commands.add_parser("list", help="list built-in backbones, methods and datasets")
+
+    data = commands.add_parser("data", help="inspect a recipe's datasets")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    check = data_commands.add_parser(
+        "check", help="load a recipe's datasets; print counts, label distributions, masked fractions and every problem"
+    )
+    check.add_argument("config", help="YAML recipe (see configs/)")
+    check.add_argument("--no-images", action="store_true", help="do not decode every image (annotations only)")
+    _add_set(check)
+
+    from facemtl.pipeline.cli import add_predict_parser
+
+    add_predict_parser(commands)
     return parser
 
 
@@ -116,6 +129,14 @@ def main(argv: list[str] | None = None) -> int:
             _train(None, out, args.overrides, resume=False)
         elif args.command == "list":
             _list()
+        elif args.command == "data":
+            from facemtl.data.check import run_check
+
+            return 1 if run_check(args.config, args.overrides, images=not args.no_images) else 0
+        elif args.command == "predict":
+            from facemtl.pipeline.cli import run_predict
+
+            return run_predict(args)
     except FacemtlError as err:
         print(f"facemtl: error: {err}", file=sys.stderr)
         return 2

@@ -40,6 +40,18 @@ class DataConfig:
     num_expr_classes: int = 7
     num_landmarks: int = 5
     difficulty: float = 1.0
+    # Real datasets (facemtl.data.formats; README "Datasets"). Defaults keep the synthetic benchmark unchanged.
+    val_fraction: float = 0.1  # datasets without a validation split: seeded share of *train* held out (never of test)
+    test_fraction: float = 0.1  # datasets without any test split (ExpW, a CSV without split column): share held out
+    fold: int = 1  # BP4D / DISFA 3-fold subject-exclusive protocol: 1, 2 or 3
+    au_ids: list[int] = field(default_factory=list)  # FACS numbers of the AUs to label; empty = the dataset's standard set
+    ferplus_mode: str = "majority"  # FERPlus votes -> label: majority | plurality | soft
+    crop_margin: float = -1.0  # fraction of the face box added on each side; < 0 = the format's default
+    image_template: str = ""  # BP4D / DISFA frame paths, e.g. "{subject}/{task}/{frame:04d}.jpg"; empty = auto-detect
+    subset: str = ""  # 300-W test: common | challenging | private; Aff-Wild2 sets, e.g. "AU,EXPR"; empty = the full/all
+    load: str = "auto"  # auto | memory | lazy: decode images once into RAM, or per batch (auto: RAM if a split fits 1 GiB)
+    sources: list[dict[str, Any]] = field(default_factory=list)  # name=mix: one {name, root, ..., weight} per dataset
+    class_balance: float = 0.0  # name=mix, train: sample expression classes with weight count**-class_balance
 
 
 @dataclass
@@ -141,6 +153,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if not isinstance(value, Mapping):
             raise FacemtlError(f"{key}: expected a mapping, got {value!r}")
         return {str(k): _coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
+    if annotation is Any:  # data.sources entries: checked against DataConfig when the mix is built
+        return value
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),

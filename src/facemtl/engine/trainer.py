@@ -193,6 +193,8 @@ class Trainer:
 
     def _train_epoch(self) -> None:
         train, epoch = self.config.train, self.state["epoch"]
+        if hasattr(self.train_set, "set_epoch"):  # datasets that redraw a weighted sample per epoch (mix)
+            self.train_set.set_epoch(epoch)
         batches = epoch_batches(len(self.train_set), train.batch_size, train.seed, epoch)[self.state["batch"]:]
         loader = DataLoader(
             self.train_set, batch_sampler=batches, collate_fn=already_batched,

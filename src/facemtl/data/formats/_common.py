@@ -1,0 +1,144 @@
+"""Small parsing helpers shared by the format modules: roots, files, lines, numbers."""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from facemtl.config import DataConfig
+from facemtl.data.records import collecting, problem
+from facemtl.tasks import FacemtlError
+
+
+def dataset_root(config: DataConfig, dataset: str, layout: str) -> Path:
+    """``data.root`` as a folder, with an error that says what the folder should hold.
+
+    Args:
+        config: the data config.
+        dataset: human name, e.g. "RAF-DB".
+        layout: what the folder holds, e.g. "EmoLabel/list_patition_label.txt and Image/aligned/".
+    """
+    if not config.root:
+        raise FacemtlError(f"data.root is empty; set it to the {dataset} folder (holding {layout})")
+    root = Path(config.root).expanduser()
+    if not root.exists():
+        raise FacemtlError(f"data.root={config.root}: no such folder (expected the {dataset} folder holding {layout})")
+    return root
+
+
+def find_file(root: Path, candidates: Sequence[str], what: str) -> Path:
+    """The first of ``candidates`` (relative to ``root``) that exists, else a clear error."""
+    for name in candidates:
+        if (root / name).is_file():
+            return root / name
+    raise FacemtlError(f"{root}: no {what} found; expected one of: {', '.join(candidates)}")
+
+
+def find_dir(root: Path, candidates: Sequence[str]) -> Path:
+    """The first existing folder of ``candidates`` relative to ``root`` (``root`` itself if none)."""
+    for name in candidates:
+        if (root / name).is_dir():
+            return root / name
+    return root
+
+
+def read_lines(path: Path) -> list[str]:
+    """A text file's lines without line endings (UTF-8, BOM tolerated; Latin-1 fallback)."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:  # annotation files from Windows tools are sometimes cp1252
+        text = raw.decode("latin-1")
+    return text.splitlines()
+
+
+def csv_rows(path: Path, required: Sequence[str] = ()) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line, row)`` for each data row of a headed CSV; the header must hold ``required``.
+
+    Raises:
+        FacemtlError: ``file:1`` when a required column is missing.
+    """
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise FacemtlError(f"{path}:1: missing column(s) {', '.join(missing)}; header is {','.join(header)}")
+        reader.fieldnames = header
+        for row in reader:
+            yield reader.line_num, row
+
+
+def to_float(text: str | None) -> float:
+    """A float from annotation text; ValueError when it is not one."""
+    if text is None:
+        raise ValueError("missing value")
+    return float(text.strip())
+
+
+def to_int(text: str | None) -> int:
+    """An integer from annotation text ("3", "3.0"); ValueError otherwise."""
+    value = to_float(text)
+    if value != int(value):
+        raise ValueError(f"{text!r} is not an integer")
+    return int(value)
+
+
+def au_ids(config: DataConfig, default: Sequence[int], available: Sequence[int] | None = None, where: str = "") -> list[int]:
+    """The AUs to label: ``data.au_ids`` if set (each must be annotated), else the dataset's standard set."""
+    chosen = list(config.au_ids) or list(default)
+    if available is not None:
+        missing = [a for a in chosen if a not in available]
+        if missing:
+            raise FacemtlError(
+                f"data.au_ids: AU {', '.join(map(str, missing))} not annotated in {where or 'this dataset'}; "
+                f"available: {', '.join(map(str, available))}"
+            )
+    return chosen
+
+
+def au_number(name: str) -> int | None:
+    """FACS number from a column name such as ``AU12``, ``au12``, ``12`` or ``AU12_c``; None otherwise."""
+    match = re.fullmatch(r"(?:au)?0*(\d+)(?:_[a-z]+)?", name.strip().lower())
+    return int(match.group(1)) if match else None
+
+
+def resolve_template(root: Path, template: str, candidates: Sequence[str], example: dict, key: str) -> str:
+    """The frame-path template to use: ``data.image_template`` or the first candidate whose example exists.
+
+    Args:
+        root: dataset folder the template is relative to.
+        template: the user's ``data.image_template`` ("" = auto-detect).
+        candidates: layouts tried in order.
+        example: placeholder values of one annotated frame, to probe candidates with.
+        key: the config key to name in the error.
+    """
+    if template:
+        return template
+    for candidate in candidates:
+        if (root / candidate.format(**example)).is_file():
+            return candidate
+    tried = ", ".join(c.format(**example) for c in candidates)
+    message = f"no frame image found for the first annotated frame (tried {tried}); set {key} to your layout"
+    if not collecting():
+        raise FacemtlError(f"{root}: {message}")
+    problem(str(root), message)
+    return candidates[0]
+
+
+def fold_split(subject: str, parts: Sequence[Sequence[str]], fold: int, known: dict[str, int]) -> str:
+    """``train`` or ``test`` of one subject under the 3-fold subject-exclusive protocol.
+
+    ``fold`` k tests on part ``4 - k`` and trains on the other two (the convention of
+    JAA-Net / ME-GraphAU list files, so per-fold numbers compare). Subjects missing from
+    the standard parts are dealt round-robin into them in sorted order (``known`` keeps
+    that assignment), so custom subsets still get subject-exclusive folds.
+    """
+    for index, part in enumerate(parts):
+        if subject in part:
+            return "test" if index == 3 - fold else "train"
+    if subject not in known:
+        known[subject] = len(known) % len(parts)
+    return "test" if known[subject] == 3 - fold else "train"

@@ -1,0 +1,75 @@
+"""The per-face CSV schema of ``facemtl predict``, in one place.
+
+One row per detected face per processed frame (an image is one frame). A processed frame
+with no face, and an input that could not be read, still get one row with ``success = 0``
+so the output accounts for every input. Names follow OpenFace 2.x where the meaning
+overlaps (``frame``, ``face_id``, ``timestamp``, ``confidence``, ``success``, ``x_i``,
+``y_i``, ``AUxx_c``); the rest are facemtl's own. Columns exist only for the tasks the
+checkpoint has. Bump :data:`SCHEMA_VERSION` whenever a column changes name or meaning.
+
+This module imports neither OpenCV nor pandas, so tools can read the schema cheaply.
+"""
+
+from __future__ import annotations
+
+from facemtl.tasks import LabelSpaces
+
+SCHEMA_VERSION = "1"
+
+#: Always present, in this order. ``frame`` is the 0-based index in the decoded video
+#: (before ``--every``); 0 for images. ``timestamp`` is in seconds since the video stream's
+#: start (0.0 for images). ``face_id`` is stable across the frames of one video (IoU
+#: tracking), -1 on ``success = 0`` rows. ``confidence`` is the detector's score (1.0 with
+#: no detection). ``face_*`` is the detected box in original image pixels. ``det_x_i``,
+#: ``det_y_i`` are the detector's 5 points (eyes, nose tip, mouth corners, image-left
+#: first) in original pixels. ``error`` says why an input produced no face rows.
+BASE_COLUMNS: tuple[str, ...] = (
+    "input", "frame", "face_id", "timestamp", "confidence", "success",
+    "face_x", "face_y", "face_w", "face_h",
+    *(f"det_x_{i}" for i in range(5)), *(f"det_y_{i}" for i in range(5)),
+)
+TAIL_COLUMNS: tuple[str, ...] = ("error",)
+
+#: A predicted AU counts as present (``AUxx_c = 1``) when its probability reaches this.
+AU_THRESHOLD = 0.5
+
+
+def au_column(name: str) -> str:
+    """``"AU1"`` -> ``"AU01"`` (OpenFace zero-pads AU numbers to two digits)."""
+    number = name[2:] if name.upper().startswith("AU") else name
+    return f"AU{int(number):02d}" if number.isdigit() else f"AU{number}"
+
+
+def task_columns(tasks: list[str] | tuple[str, ...], spaces: LabelSpaces) -> list[str]:
+    """Prediction columns for a checkpoint's tasks, in a fixed order.
+
+    Args:
+        tasks: the checkpoint's task keys.
+        spaces: the checkpoint's label spaces (class, AU and attribute names).
+
+    Returns:
+        ``x_0..x_{K-1}, y_0..y_{K-1}`` (landmarks, original pixels), ``AUxx_c`` (0/1) then
+        ``AUxx_p`` (probability), ``expr_<class>`` probabilities and ``expr_label``,
+        ``valence``, ``arousal``, and per attribute ``attr_<name>`` (predicted class name)
+        plus ``attr_<name>_<class>`` probabilities; each group only if its task is present.
+    """
+    columns: list[str] = []
+    if "lmk" in tasks:
+        k = spaces.num_landmarks
+        columns += [f"x_{i}" for i in range(k)] + [f"y_{i}" for i in range(k)]
+    if "au" in tasks:
+        names = [au_column(n) for n in spaces.au_names]
+        columns += [f"{n}_c" for n in names] + [f"{n}_p" for n in names]
+    if "expr" in tasks:
+        columns += [f"expr_{c}" for c in spaces.expr_classes] + ["expr_label"]
+    if "va" in tasks:
+        columns += ["valence", "arousal"]
+    if "attr" in tasks:
+        for name, classes in spaces.attributes.items():
+            columns += [f"attr_{name}"] + [f"attr_{name}_{c}" for c in classes]
+    return columns
+
+
+def columns(tasks: list[str] | tuple[str, ...], spaces: LabelSpaces) -> list[str]:
+    """All CSV columns, in order, for a checkpoint with ``tasks`` and ``spaces``."""
+    return [*BASE_COLUMNS, *task_columns(tasks, spaces), *TAIL_COLUMNS]
