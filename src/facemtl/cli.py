@@ -86,7 +86,8 @@ def _eval(checkpoint_path: str, overrides: list[str], out: str | None) -> dict:
     from facemtl.data import build_datasets
     from facemtl.engine.checkpoint import load_checkpoint, load_model_state
     from facemtl.engine.evaluate import evaluate, format_metrics
-    from facemtl.engine.trainer import build_method, resolve_device
+    from facemtl.device import resolve_device
+    from facemtl.engine.trainer import build_method
     from facemtl.methods import TrainContext
 
     checkpoint = load_checkpoint(checkpoint_path)

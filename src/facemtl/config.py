@@ -52,6 +52,13 @@ class DataConfig:
     load: str = "auto"  # auto | memory | lazy: decode images once into RAM, or per batch (auto: RAM if a split fits 1 GiB)
     sources: list[dict[str, Any]] = field(default_factory=list)  # name=mix: one {name, root, ..., weight} per dataset
     class_balance: float = 0.0  # name=mix, train: sample expression classes with weight count**-class_balance
+    # Batch-time transforms (facemtl.data.augment; applied by the mtfl loader, others may opt in via wrap_splits).
+    grey: bool = False  # faces as grey-scale (BT.601 luminance repeated to 3 channels), every split
+    augment: str = "none"  # none | landmarks: keypoint-aware rotate/scale/shift/flip of *training* batches
+    aug_rotate: float = 15.0  # degrees: angle uniform in [-aug_rotate, aug_rotate]
+    aug_scale: float = 0.1  # zoom uniform in [1 - aug_scale, 1 + aug_scale]
+    aug_shift: float = 0.05  # shift uniform in [-aug_shift, aug_shift] of the image side, per axis
+    aug_flip: float = 0.5  # probability of a horizontal flip (swaps left/right landmarks, mirrors pose)
 
 
 @dataclass
@@ -81,7 +88,7 @@ class MethodConfig:
 class TrainConfig:
     """Optimisation, schedule, device and checkpointing."""
 
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 0.05
@@ -125,6 +132,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "train.optimizer": ("adamw", "adam", "sgd"),
     "train.scheduler": ("cosine", "step", "exponential", "none"),
     "train.device": ("cpu", "cuda", "auto"),
+    "data.augment": ("none", "landmarks"),
 }
 
 

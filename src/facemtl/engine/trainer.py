@@ -28,20 +28,12 @@ from tqdm import tqdm
 
 from facemtl.config import Config, TrainConfig
 from facemtl.data import already_batched, build_datasets, move_batch
+from facemtl.device import resolve_device
 from facemtl.engine.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from facemtl.engine.evaluate import evaluate, primary_scores, selection_score
 from facemtl.methods import METHODS, Method, TrainContext
 from facemtl.models import MultiTaskNet
 from facemtl.tasks import FacemtlError
-
-
-def resolve_device(name: str) -> torch.device:
-    """``cpu``, ``cuda`` or ``auto`` (cuda when available) as a torch device."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise FacemtlError("train.device=cuda but no CUDA device is available; use train.device=cpu or auto")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:

@@ -46,7 +46,8 @@ class MultiTaskNet(nn.Module):
         self.backbone = create_backbone(backbone, pretrained)
         self.num_features = int(self.backbone.num_features)
         self.dropout = nn.Dropout(drop_rate)
-        self.heads = nn.ModuleDict({t: build_head(t, self.num_features, label_spaces) for t in self.tasks})
+        spatial = _has_spatial_features(self.backbone)
+        self.heads = nn.ModuleDict({t: build_head(t, self.num_features, label_spaces, spatial) for t in self.tasks})
         self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -55,7 +56,23 @@ class MultiTaskNet(nn.Module):
         feat_map = self.backbone.forward_features(x)
         feat = self.backbone.forward_head(feat_map, pre_logits=True)
         dropped = self.dropout(feat)
-        outputs: dict[str, torch.Tensor | dict[str, torch.Tensor]] = {t: self.heads[t](dropped) for t in self.tasks}
+        outputs: dict[str, torch.Tensor | dict[str, torch.Tensor]] = {}
+        for task in self.tasks:
+            # The landmark head also reads the feature map: positions need spatial layout.
+            outputs[task] = self.heads[task](dropped, feat_map) if task == "lmk" else self.heads[task](dropped)
         outputs["feat"] = feat
         outputs["feat_map"] = feat_map
         return outputs
+
+
+@torch.no_grad()
+def _has_spatial_features(backbone: nn.Module) -> bool:
+    """Whether ``forward_features`` gives a ``[B, C, h, w]`` map (CNNs) rather than tokens (ViTs).
+
+    Probed once with a blank image at the backbone's default input size.
+    """
+    size = getattr(backbone, "pretrained_cfg", {}).get("input_size", (3, 64, 64))
+    was_training = backbone.training
+    feat_map = backbone.eval().forward_features(torch.zeros(1, *size))
+    backbone.train(was_training)
+    return feat_map.dim() == 4

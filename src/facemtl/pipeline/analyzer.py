@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
+from facemtl.device import resolve_device
 from facemtl.pipeline import schema
 from facemtl.pipeline.align import apply, face_transform, invert, to_crop_pixels, warp_face
 from facemtl.pipeline.detect import Detection, WholeImageDetector, create_detector
@@ -56,19 +57,6 @@ def _plausible(box: tuple[float, ...], width: int, height: int) -> bool:
     """A finite, non-empty box touching the image (a third-party detector may return junk)."""
     x, y, w, h = box
     return bool(np.isfinite(box).all()) and w > 0 and h > 0 and x < width and y < height and x + w > 0 and y + h > 0
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``... as a torch device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise FacemtlError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FacemtlError(f"device {name!r} requested but no CUDA device is available; use --device cpu")
-    return device
 
 
 class FaceAnalyzer:

@@ -24,8 +24,13 @@ def _caption(task_preds: dict[str, Any], task_labels: dict[str, Any], i: int, sp
         v, a = task_preds["va"][i]
         lines.append(f"V {v:+.2f} A {a:+.2f}")
     if "attr" in task_preds:
-        names = list(spaces.attributes)
-        lines.append(" ".join(spaces.attributes[n][c][:6] for n, c in zip(names, task_preds["attr"][i]) if n != "gender"))
+        words = []
+        for (name, classes), c in zip(spaces.attributes.items(), task_preds["attr"][i]):
+            if tuple(classes) == ("no", "yes"):  # a yes/no attribute reads as its name when present
+                words += [name] if c == 1 else []
+            else:
+                words.append(classes[c].replace("_", " "))
+        lines.append(" ".join(words))
     return lines
 
 
