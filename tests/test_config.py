@@ -23,6 +23,12 @@ def test_int_accepted_for_float_but_not_the_reverse():
 
 def test_str_field_keeps_digits_as_text():
     assert load_config(None, ["data.root=2024"]).data.root == "2024"
+    # Also for fields that only the chosen method's config has.
+    assert load_config(None, ["method.name=dacl", "method.center_update=autograd"]).method.center_update == "autograd"
+
+
+def test_comma_lists_are_typed():
+    assert load_config(None, ["method.name=dacl", "method.ce_unit_widths=64,32,8"]).method.ce_unit_widths == [64, 32, 8]
 
 
 @pytest.mark.parametrize(
@@ -33,7 +39,7 @@ def test_str_field_keeps_digits_as_text():
         ("train.lr", r"not of the form section.key=value"),
         ("train.lr=fast", r"train.lr: expected float, got 'fast'"),
         ("model.tasks=expr,smell", r"unknown task 'smell'"),
-        ("method.name=magic", r"unknown method 'magic'; valid methods: plain"),
+        ("method.name=magic", r"unknown method .magic.; valid methods: dacl, plain, scn"),
         ("train.optimizer=adamax", r"train.optimizer=.adamax. is not valid; choose from: adamw, adam, sgd"),
         ("data.label_noise=1.5", r"data.label_noise=1.5 is out of range"),
         ("data.label_fraction.smell=0.5", r"unknown task 'smell' in data.label_fraction"),

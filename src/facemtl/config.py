@@ -148,11 +148,13 @@ def _type_name(annotation: Any) -> str:
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
     """Check ``value`` against a field annotation, converting only where lossless."""
+    value = _parse_override_text(value, annotation)
     origin = typing.get_origin(annotation)
     if origin is list:
         (item_type,) = typing.get_args(annotation)
-        if isinstance(value, str):  # "expr,au" on the command line
-            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, str):  # "expr,au" or "1,12" on the command line
+            items = [v.strip() for v in value.split(",") if v.strip()]
+            value = items if item_type is str else [yaml.safe_load(v) for v in items]
         if not isinstance(value, (list, tuple)):
             raise FacemtlError(f"{key}: expected a list, got {value!r}")
         return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
@@ -203,6 +205,10 @@ def _parse_override(text: str) -> tuple[list[str], str]:
     return path, raw
 
 
+class _OverrideText(str):
+    """Text of a ``--set`` value, parsed once its field's type is known (a str field keeps "2024")."""
+
+
 def _insert(tree: dict[str, Any], path: list[str], raw: str) -> None:
     node = tree
     for part in path[:-1]:
@@ -210,16 +216,15 @@ def _insert(tree: dict[str, Any], path: list[str], raw: str) -> None:
         if not isinstance(child, dict):
             child = node[part] = {}
         node = child
-    value: Any = yaml.safe_load(raw) if raw.strip() else ""
-    # A str field keeps the text as typed ("2024" stays a string); others use YAML's types.
-    node[path[-1]] = raw if _is_str_field(path) else value
+    node[path[-1]] = _OverrideText(raw)
 
 
-def _is_str_field(path: list[str]) -> bool:
-    if len(path) != 2:
-        return False
-    cls = {"data": DataConfig, "model": ModelConfig, "method": MethodConfig, "train": TrainConfig}[path[0]]
-    return typing.get_type_hints(cls).get(path[1]) is str
+def _parse_override_text(value: Any, annotation: Any) -> Any:
+    if not isinstance(value, _OverrideText):
+        return value
+    if annotation is str:
+        return str(value)
+    return yaml.safe_load(value) if value.strip() else ""
 
 
 def config_from_dict(raw: Mapping[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -131,6 +131,10 @@ class Trainer:
         self.steps_per_epoch = len(epoch_batches(len(self.train_set), train.batch_size, 0, 0))
         context = TrainContext(len(self.train_set), train.epochs, self.steps_per_epoch)
         self.method = build_method(config, self.train_set.label_spaces, context).to(self.device)
+        if hasattr(self.method, "set_validation_data") and "val" in self.datasets:
+            # Methods whose epoch-end schedule reads validation losses (TCDCN's task-wise early
+            # stopping): on_epoch_end runs before the trainer's own validation pass.
+            self.method.set_validation_data(self.datasets["val"])
         self.optimizer = build_optimizer(self.method, train)
         self.tasks = self.method.net.tasks
         self.preprocess = {

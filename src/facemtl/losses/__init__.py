@@ -21,3 +21,7 @@ __all__ = [
 from facemtl.losses.rank import rank_regularization, relabel, split_by_importance, weighted_logit_cross_entropy
 
 __all__ += ["rank_regularization", "relabel", "split_by_importance", "weighted_logit_cross_entropy"]
+
+from facemtl.losses.center import center_update_direction, sparse_center_loss
+
+__all__ += ["center_update_direction", "sparse_center_loss"]

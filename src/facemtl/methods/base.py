@@ -5,8 +5,9 @@ plus whatever the paper adds. Everything it owns lives in its ``state_dict`` so
 checkpoints and resume cover it. The trainer calls, and only calls:
 
 - :meth:`Method.param_groups` once, to build the optimiser;
-- :meth:`Method.train_step` once per batch (default: ``training_step`` + backward + step;
-  override only for manual optimisation such as a bilevel step);
+- :meth:`Method.train_step` once per batch (default: ``training_step`` + backward + step +
+  :meth:`Method.after_optimizer_step`; override only for manual optimisation such as a
+  bilevel step);
 - :meth:`Method.on_epoch_end` after each epoch (schedules, task switches);
 - :meth:`Method.predict` for evaluation.
 """
@@ -34,6 +35,45 @@ class TrainContext:
     num_train: int  # samples in the training set (per-sample state such as SCN's relabels)
     epochs: int
     steps_per_epoch: int
+
+
+class EpochStats(nn.Module):
+    """Running sums of named quantities over an epoch, kept in the state dict (resume keeps them).
+
+    Args:
+        names: the quantities; each has a sum, a sum of squares and a count.
+    """
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.names = names
+        self.register_buffer("sums", torch.zeros(3, len(names), dtype=torch.float64))
+
+    @torch.no_grad()
+    def add(self, name: str, values: torch.Tensor) -> None:
+        """Add every element of ``values`` (any shape; may be empty)."""
+        column = self.names.index(name)
+        values = values.detach().double().flatten()
+        self.sums[0, column] += values.sum()
+        self.sums[1, column] += values.pow(2).sum()
+        self.sums[2, column] += values.numel()
+
+    def summary(self, std: tuple[str, ...] = ()) -> dict[str, float]:
+        """``{name: mean}`` (plus ``name_std`` for ``std``) of the quantities seen; then reset."""
+        out: dict[str, float] = {}
+        for column, name in enumerate(self.names):
+            total, squares, count = self.sums[:, column].tolist()
+            if count == 0:
+                continue
+            mean = total / count
+            out[name] = mean
+            if name in std:
+                out[f"{name}_std"] = max(squares / count - mean**2, 0.0) ** 0.5
+        self.sums.zero_()
+        return out
+
+    def total(self, name: str) -> float:
+        return float(self.sums[0, self.names.index(name)])
 
 
 class Method(nn.Module):
@@ -72,7 +112,11 @@ class Method(nn.Module):
         if grad_clip > 0:
             nn.utils.clip_grad_norm_(self.parameters(), grad_clip)
         optimizer.step()
+        self.after_optimizer_step(result, batch)
         return {"loss": float(result["loss"].detach()), **result["logs"]}
+
+    def after_optimizer_step(self, result: dict[str, Any], batch: Batch) -> None:
+        """Hook for state updated outside the optimiser (DACL's centres); gets ``training_step``'s result."""
 
     def on_epoch_end(self, epoch: int) -> dict[str, float]:
         """Called after each training epoch (0-based); returns scalar logs."""

@@ -29,13 +29,11 @@ from torch import nn
 
 from facemtl.config import MethodConfig
 from facemtl.losses import rank_regularization, relabel
-from facemtl.methods.base import Batch, Method, TrainContext
+from facemtl.methods.base import Batch, EpochStats, Method, TrainContext
 from facemtl.models import MultiTaskNet
 from facemtl.registry import METHODS
 from facemtl.tasks import FacemtlError
 
-# Slots of the per-epoch statistics buffer (kept in the state dict so resume keeps them).
-_STATS = ("a_clean_sum", "a_clean_sq", "n_clean", "a_flip_sum", "a_flip_sq", "n_flip", "rr_sum", "batches", "relabeled", "restored", "known")
 
 
 @dataclass
@@ -71,7 +69,7 @@ class SCNMethod(Method):
         self.importance = nn.Sequential(nn.Linear(net.num_features, 1), nn.Sigmoid())
         self.register_buffer("relabels", torch.full((context.num_train,), -1, dtype=torch.long))
         self.register_buffer("epochs_done", torch.zeros((), dtype=torch.long))
-        self.register_buffer("stats", torch.zeros(len(_STATS), dtype=torch.float64))
+        self.stats = EpochStats(("importance_clean", "importance_flipped", "rr_loss", "relabels", "relabels_restored"))
 
     def current_labels(self, batch: Batch) -> torch.Tensor:
         """Expression labels with this run's relabels applied (the dataset is never changed)."""
@@ -106,37 +104,28 @@ class SCNMethod(Method):
             new = torch.where(high, labels, new)
         changed = new != labels
         self.relabels[index[changed]] = new[changed]
-        self.stats[_STATS.index("relabeled")] += int(changed.sum())
-        if "expr_clean" in info:
-            clean = info["expr_clean"][mask]
-            self.stats[_STATS.index("restored")] += int((new[changed] == clean[changed]).sum())
-            self.stats[_STATS.index("known")] += int(changed.sum())
+        self.stats.add("relabels", changed.sum())
+        if "expr_clean" in info:  # a benchmark that knows the true labels: did relabelling restore them?
+            self.stats.add("relabels_restored", (new[changed] == info["expr_clean"][mask][changed]).sum())
 
     def _record(self, importance: torch.Tensor, rr_loss: torch.Tensor, info: dict[str, torch.Tensor]) -> None:
         flipped = info.get("expr_flipped", torch.zeros_like(importance, dtype=torch.bool)).bool()
-        a = importance.double()
-        updates = {
-            "a_clean_sum": a[~flipped].sum(), "a_clean_sq": (a[~flipped] ** 2).sum(), "n_clean": (~flipped).sum(),
-            "a_flip_sum": a[flipped].sum(), "a_flip_sq": (a[flipped] ** 2).sum(), "n_flip": flipped.sum(),
-            "rr_sum": rr_loss.double(), "batches": 1,
-        }
-        for name, value in updates.items():
-            self.stats[_STATS.index(name)] += value
+        self.stats.add("importance_clean", importance[~flipped])
+        self.stats.add("importance_flipped", importance[flipped])
+        self.stats.add("rr_loss", rr_loss)
 
     def on_epoch_end(self, epoch: int) -> dict[str, float]:
         """Importance statistics (clean vs flipped samples), RR loss and relabels of the epoch."""
-        s = dict(zip(_STATS, self.stats.tolist()))
-        logs: dict[str, float] = {"rr_loss": s["rr_sum"] / max(s["batches"], 1), "relabels": s["relabeled"]}
-        for group, key in (("clean", "clean"), ("flipped", "flip")):
-            n = s[f"n_{key}"]
-            if n > 0:
-                mean = s[f"a_{key}_sum"] / n
-                logs[f"importance_{group}_mean"] = mean
-                logs[f"importance_{group}_std"] = max(s[f"a_{key}_sq"] / n - mean**2, 0.0) ** 0.5
-        if s["known"] > 0:
-            logs["relabels_restored"] = s["restored"]
+        relabels, restored = self.stats.total("relabels"), self.stats.total("relabels_restored")
+        summary = self.stats.summary(std=("importance_clean", "importance_flipped"))
+        logs = {"rr_loss": summary.get("rr_loss", 0.0), "relabels": relabels}
+        for group in ("clean", "flipped"):
+            if f"importance_{group}" in summary:
+                logs[f"importance_{group}_mean"] = summary[f"importance_{group}"]
+                logs[f"importance_{group}_std"] = summary[f"importance_{group}_std"]
+        if "relabels_restored" in summary:
+            logs["relabels_restored"] = restored
         logs["relabels_total"] = float((self.relabels >= 0).sum())
-        self.stats.zero_()
         self.epochs_done += 1
         return logs
 

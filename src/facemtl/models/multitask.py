@@ -69,10 +69,12 @@ class MultiTaskNet(nn.Module):
 def _has_spatial_features(backbone: nn.Module) -> bool:
     """Whether ``forward_features`` gives a ``[B, C, h, w]`` map (CNNs) rather than tokens (ViTs).
 
-    Probed once with a blank image at the backbone's default input size.
+    Probed once with a blank image at the backbone's default input size. A map whose
+    channels are not the pooled feature's (TCDCN: an 80-channel map under an FC-256
+    feature) counts as non-spatial: its heads read the pooled feature, as its paper does.
     """
     size = getattr(backbone, "pretrained_cfg", {}).get("input_size", (3, 64, 64))
     was_training = backbone.training
     feat_map = backbone.eval().forward_features(torch.zeros(1, *size))
     backbone.train(was_training)
-    return feat_map.dim() == 4
+    return feat_map.dim() == 4 and feat_map.shape[1] == getattr(backbone, "num_features", feat_map.shape[1])

@@ -16,6 +16,7 @@ from facemtl.data.formats import (  # noqa: F401  (each registers its dataset bu
     fer2013,
     ferplus,
     generic_csv,
+    mtfl,
     rafdb,
     w300,
 )
