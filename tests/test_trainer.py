@@ -66,8 +66,13 @@ def test_existing_run_needs_resume(tmp_path, tiny_overrides):
         Trainer(config, "")
 
 
-def test_resume_after_interrupt_is_exact(tmp_path, tiny_overrides, monkeypatch):
-    overrides = tiny_overrides + ["train.checkpoint_every=1", "model.drop_rate=0.3"]
+@pytest.mark.parametrize("method", [
+    ["method.name=plain"],
+    ["method.name=scn", "method.relabel_epoch=1", "data.label_noise=0.3"],  # relabels and stats are state
+    ["method.name=dacl", "method.ce_unit_widths=[16,8,4]"],  # centres (own update) and attention net
+])
+def test_resume_after_interrupt_is_exact(tmp_path, tiny_overrides, monkeypatch, method):
+    overrides = tiny_overrides + ["train.checkpoint_every=1", "model.drop_rate=0.3"] + method
     config = load_config(None, overrides)
     Trainer(config, tmp_path / "straight").fit()
 

@@ -48,6 +48,7 @@ class DACLConfig(MethodConfig):
     ce_unit_widths: list[int] = field(default_factory=lambda: [3584, 512, 64])
     pool_size: int = 7  # the feature map is pooled to pool_size x pool_size before the CE-Unit
     center_update: str = "official"  # official (hand-written, Wen et al.) | autograd
+    attention: bool = True  # false: a = 1, the ordinary centre loss (the paper's "centre loss" baseline)
 
     def check(self) -> None:
         if self.center_update not in ("official", "autograd"):
@@ -91,7 +92,7 @@ class DACLMethod(Method):
         if "expr" not in net.tasks:
             raise FacemtlError("method dacl needs the expr task; add expr to model.tasks")
         dim = net.num_features
-        self.attention = AttentionNet(dim, dim, config.ce_unit_widths, config.pool_size)
+        self.attention = AttentionNet(dim, dim, config.ce_unit_widths, config.pool_size) if config.attention else None
         centers = torch.empty(dim, len(net.label_spaces.expr_classes))
         nn.init.kaiming_normal_(centers)  # on the transposed tensor, as the official code
         self.centers = nn.Parameter(centers.t().contiguous())
@@ -103,7 +104,7 @@ class DACLMethod(Method):
 
     def training_step(self, batch: Batch) -> dict[str, Any]:
         outputs = self.net(batch["image"])
-        attention = self.attention(outputs["feat_map"])
+        attention = self.attention(outputs["feat_map"]) if self.config.attention else torch.ones_like(outputs["feat"])
         result = self.combine(self.task_losses(outputs, batch))
         mask = batch["mask"]["expr"].bool()
         feat, weights, target = outputs["feat"][mask], attention[mask], batch["labels"]["expr"][mask]

@@ -1,0 +1,44 @@
+"""Shared pieces of the effect benchmarks: one training run in a worker, parallel jobs, mean ± std."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from facemtl.config import load_config
+from facemtl.engine import Trainer
+
+
+def train_run(overrides: list[str], inspect: Callable[[Trainer, dict, list[dict]], dict] | None = None) -> dict[str, Any]:
+    """Train one config in a temporary folder (one thread); return test metrics, log rows and ``inspect``'s extras.
+
+    ``inspect(trainer, metrics, rows)`` runs before the folder is deleted, with the best
+    checkpoint's weights loaded, to measure whatever the benchmark needs.
+    """
+    torch.set_num_threads(1)  # workers run side by side: one core each
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = Trainer(load_config(None, overrides + ["train.progress=false"]), Path(folder) / "run")
+        metrics = trainer.fit()
+        rows = list(csv.DictReader((Path(folder) / "run" / "log.csv").open()))
+        extra = inspect(trainer, metrics, rows) if inspect else {}
+    return {"test": metrics["test"], "rows": rows, **extra}
+
+
+def run_parallel(function: Callable[[dict], dict], jobs: list[dict], workers: int) -> list[dict]:
+    """``[function(job) for job in jobs]``, ``workers`` processes at a time."""
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(function, jobs))
+
+
+def mean_std(values: list[float], scale: float = 1.0) -> str:
+    """``"mean ± std"`` over seeds (std 0 for one value), or "-" for none."""
+    if not values:
+        return "-"
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{scale * statistics.mean(values):.2f} ± {scale * spread:.2f}"
