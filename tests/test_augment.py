@@ -34,7 +34,8 @@ def centroids(channels: torch.Tensor) -> torch.Tensor:
     """``[K, 2]`` intensity centroids, back in [0, 1] crop coordinates."""
     ys, xs = torch.meshgrid(torch.arange(S).float(), torch.arange(S).float(), indexing="ij")
     total = channels.sum(dim=(1, 2))
-    return torch.stack([(channels * xs).sum(dim=(1, 2)) / total, (channels * ys).sum(dim=(1, 2)) / total], 1).add(0.5) / S
+    x, y = (channels * xs).sum(dim=(1, 2)) / total, (channels * ys).sum(dim=(1, 2)) / total
+    return torch.stack([x, y], 1).add(0.5) / S
 
 
 FACE = torch.tensor([[0.35, 0.4], [0.65, 0.42], [0.5, 0.55], [0.38, 0.7], [0.62, 0.71]])
@@ -74,11 +75,13 @@ def test_pose_is_mirrored_and_batch_augmentation_is_seeded():
              "labels": {"lmk": FACE.expand(2, 5, 2).clone(), "attr": torch.tensor([[0, 1, 0, 0], [1, 0, 1, 3]])},
              "mask": {}, "info": {}}
     out = augment(batch, epoch=2)
-    assert out["labels"]["attr"][:, 3].tolist() == [4, 1] and out["labels"]["attr"][:, :3].tolist() == [[0, 1, 0], [1, 0, 1]]
+    assert out["labels"]["attr"][:, 3].tolist() == [4, 1]  # pose mirrored
+    assert out["labels"]["attr"][:, :3].tolist() == [[0, 1, 0], [1, 0, 1]]  # gender, smile, glasses unchanged
     assert batch["labels"]["attr"][:, 3].tolist() == [0, 3]  # the input batch is untouched
     again = augment({**batch, "index": torch.tensor([9, 7]), "image": batch["image"].flip(0),
                      "labels": {k: v.flip(0) for k, v in batch["labels"].items()}}, epoch=2)
-    assert torch.equal(again["image"][0], out["image"][1]) and torch.equal(again["labels"]["lmk"][1], out["labels"]["lmk"][0])
+    assert torch.equal(again["image"][0], out["image"][1])  # a face's draw depends on its index, not its batch slot
+    assert torch.equal(again["labels"]["lmk"][1], out["labels"]["lmk"][0])
     assert sample_params(config, 2, 7) == sample_params(config, 2, 7) != sample_params(config, 3, 7)
 
 

@@ -1,6 +1,7 @@
 """TCDCN: the early-stopping criterion (methods.md 5(f)), the L2 objective, the 40x40 network, the method."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,15 +9,18 @@ from test_mtfl import write_mtfl
 
 from facemtl.cli import main
 from facemtl.config import load_config
+from facemtl.data.augment import to_grey
+from facemtl.engine import Trainer
 from facemtl.engine.checkpoint import load_checkpoint
 from facemtl.losses.early_stopping import stop_index, stop_index_from_history, training_stall, validation_rise
 from facemtl.losses.landmarks import landmark_l2_loss
-from facemtl.methods import TrainContext
+from facemtl.methods import Method, TrainContext
 from facemtl.methods.tcdcn import TCDCNMethod
 from facemtl.models import MultiTaskNet, create_backbone
 from facemtl.tasks import FacemtlError, LabelSpaces
 
 CONTEXT = TrainContext(num_train=8, epochs=10, steps_per_epoch=1)
+RECIPE = Path(__file__).resolve().parents[1] / "configs" / "tcdcn_mtfl.yaml"
 
 
 # -- the criterion ---------------------------------------------------------------------
@@ -32,7 +36,7 @@ def test_flat_train_and_rising_val_stop():
 
 
 def test_guarded_division_and_factors():
-    assert training_stall([0.0] * 5) == 0.0 and training_stall([2.0, 1.0, 1.0, 0.1, 0.0]) == pytest.approx(5e6)
+    assert training_stall([0.0] * 5) == 0.0 and training_stall([2.0, 1.0, 1.0, 0.1, 0.0]) == pytest.approx(1e6)
     assert training_stall([4.0, 2.0, 1.0, 1.0, 1.0]) == pytest.approx(5 * 1 / (9 - 5))  # falling strip: small
     assert validation_rise(1.2, 1.0, 2.0) == pytest.approx(0.1)  # a larger lambda needs a larger rise
     assert validation_rise(1.0, 0.0, 1.0) > 1e9  # best loss 0: floored, finite
@@ -45,26 +49,30 @@ def test_landmark_l2_is_half_squared_norm_over_labelled_faces():
     pred = torch.zeros(3, 5, 2, requires_grad=True)
     target = torch.full((3, 5, 2), 0.1)
     loss = landmark_l2_loss(pred, target, torch.tensor([True, True, False]))
-    assert float(loss) == pytest.approx(0.5 * 10 * 0.01)
+    assert float(loss.detach()) == pytest.approx(0.5 * 10 * 0.01)
     empty = landmark_l2_loss(pred, target, torch.zeros(3, dtype=torch.bool))
     empty.backward()
-    assert float(empty) == 0.0 and pred.grad is not None
+    assert float(empty.detach()) == 0.0 and pred.grad is not None
 
 
 # -- the network -----------------------------------------------------------------------
 def test_network_shapes():
     backbone = create_backbone("tcdcn")
     fmap = backbone.forward_features(torch.rand(2, 1, 40, 40))
-    assert fmap.shape == (2, 80, 2, 2) and backbone.forward_head(fmap).shape == (2, 256) and backbone.num_features == 256
+    assert fmap.shape == (2, 80, 2, 2) and backbone.forward_head(fmap).shape == (2, 256)
+    assert backbone.num_features == 256
     net = MultiTaskNet("tcdcn_relu", ["lmk", "attr"], LabelSpaces())
     out = net(torch.rand(2, 3, 40, 40))
     sizes = {"lmk": out["lmk"][0].numel(), **{k: v.shape[1] for k, v in out["attr"].items()}}
     assert sizes == {"lmk": 10, "gender": 2, "smile": 2, "glasses": 2, "pose": 5} and out["feat"].shape == (2, 256)
+    colour = torch.rand(2, 3, 40, 40)  # the backbone's own grey conversion is data.grey's luminance
+    assert torch.allclose(net.eval()(colour)["feat"], net(to_grey(colour))["feat"], atol=1e-5)
 
 
 # -- the method ------------------------------------------------------------------------
 def _method(**options) -> TCDCNMethod:
-    config = load_config(None, ["method.name=tcdcn", "method.strip=2", *[f"method.{k}={v}" for k, v in options.items()]])
+    extra = [f"method.{k}={v}" for k, v in options.items()]
+    config = load_config(None, ["method.name=tcdcn", "method.strip=2", *extra])
     net = MultiTaskNet("test_tiny", ["lmk", "attr"], LabelSpaces())
     return TCDCNMethod(net, config.method, CONTEXT)
 
@@ -119,10 +127,34 @@ def test_config_errors():
 def test_train_one_epoch_on_fake_mtfl(tmp_path):
     root = write_mtfl(tmp_path / "mtfl", train=12, test=3)
     out = tmp_path / "run"
-    argv = ["train", "configs/tcdcn_mtfl.yaml", "--out", str(out), "--set", f"data.root={root}",
+    argv = ["train", str(RECIPE), "--out", str(out), "--set", f"data.root={root}",
             "--set", "train.epochs=1", "--set", "train.batch_size=4", "--set", "data.val_fraction=0.25",
             "--set", "train.progress=false", "--set", "method.strip=2"]
     assert main(argv) == 0
     checkpoint = load_checkpoint(out / "checkpoints" / "last.safetensors")
     assert "active" in {k.split(".")[-1] for k in checkpoint.model_state}
     assert (out / "metrics.json").is_file() and "aux_pose_val" in (out / "log.csv").read_text()
+
+
+def test_resume_after_interrupt_is_exact_with_augmentation(tmp_path, monkeypatch):
+    root = write_mtfl(tmp_path / "mtfl", train=12, test=2)
+    config = load_config(RECIPE, [
+        f"data.root={root}", "model.backbone=test_tiny", "data.image_size=32", "train.epochs=2", "train.batch_size=3",
+        "train.progress=false", "train.checkpoint_every=1", "method.strip=2", "data.val_fraction=0.25"])
+    Trainer(config, tmp_path / "straight").fit()
+    original, calls = Method.train_step, {"n": 0}
+
+    def dies_at_step_5(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # mid second epoch (3 steps per epoch)
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Method, "train_step", dies_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, tmp_path / "killed").fit()
+    monkeypatch.setattr(Method, "train_step", original)
+    Trainer(config, tmp_path / "killed", resume=True).fit()
+    last = {name: load_checkpoint(tmp_path / name / "checkpoints" / "last.safetensors").model_state
+            for name in ("straight", "killed")}
+    assert all(torch.equal(last["straight"][k], last["killed"][k]) for k in last["straight"])

@@ -1,12 +1,15 @@
 """Batch-time face transforms: grey-scale, and keypoint-aware geometric augmentation.
 
 ``data.augment=landmarks`` rotates, zooms, shifts and horizontally flips each *training*
-face together with its landmarks, using torchvision's ``transforms.v2`` kernels on
-``tv_tensors.KeyPoints`` (no hand-written geometry). A flip also swaps left and right
+face together with its landmarks with torchvision's ``transforms.v2`` functional kernels
+for images and ``KeyPoints`` (``affine_image`` / ``affine_keypoints``,
+``horizontal_flip_image`` / ``horizontal_flip_keypoints``; no hand-written geometry),
+called directly because per-face dispatch would cost more than the 40 px warp. A flip
+also swaps left and right
 landmarks (5 points: ``[1, 0, 2, 4, 3]``; 68 points: the iBUG mirror permutation) and
 mirrors the ``pose`` attribute (left profile <-> right profile, left <-> right).
 
-Every draw comes from ``numpy.random.default_rng([data.seed, epoch, index])``, never from
+Every draw comes from ``numpy.random.default_rng([data.seed, 17, epoch, index])``, never from
 a global RNG, so a face gets the same augmentation whichever batch, worker or resumed run
 fetches it: resume stays exact.
 
@@ -25,7 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
@@ -105,20 +107,24 @@ def transform_face(
     """
     height, width = image.shape[-2:]
     scale = torch.tensor([width, height], dtype=torch.float32)
-    keypoints = tv_tensors.KeyPoints(points.float() * scale - 0.5, canvas_size=(height, width))
-    picture = tv_tensors.Image(image)
+    # The kernels behind TF.affine / TF.horizontal_flip for Image and KeyPoints tensors.
+    keypoints = points.float() * scale - 0.5
     if params.flip:
-        picture, keypoints = TF.horizontal_flip(picture), TF.horizontal_flip(keypoints)
-    affine = {
-        "angle": params.angle, "translate": [params.shift[0] * width, params.shift[1] * height],
-        "scale": params.scale, "shear": [0.0, 0.0],
-    }
-    picture = TF.affine(picture, **affine, interpolation=InterpolationMode.BILINEAR, fill=0.0)
-    keypoints = TF.affine(keypoints, **affine, center=[(width - 1) / 2, (height - 1) / 2])
-    out = (keypoints.as_subclass(torch.Tensor) + 0.5) / scale
+        image = TF.horizontal_flip_image(image)
+        keypoints = TF.horizontal_flip_keypoints(keypoints, canvas_size=(height, width))
+    if (params.angle, params.scale, params.shift) != (0.0, 1.0, (0.0, 0.0)):  # an identity warp would still blur
+        affine = {
+            "angle": params.angle, "translate": [params.shift[0] * width, params.shift[1] * height],
+            "scale": params.scale, "shear": [0.0, 0.0],
+        }
+        # fill=None: zero padding inside grid_sample, like the crop's own padding.
+        image = TF.affine_image(image, **affine, interpolation=InterpolationMode.BILINEAR, fill=None)
+        keypoints, _ = TF.affine_keypoints(keypoints, canvas_size=(height, width), **affine,
+                                           center=[(width - 1) / 2, (height - 1) / 2])
+    out = (keypoints + 0.5) / scale
     if params.flip:
         out = out[list(mirror)]
-    return picture.as_subclass(torch.Tensor), out.to(points.dtype)
+    return image, out.to(points.dtype)
 
 
 class LandmarkAugment:
@@ -149,7 +155,8 @@ class LandmarkAugment:
             if points is not None:
                 points[row] = moved
             if params.flip and self.pose_column is not None and "attr" in labels:
-                labels["attr"][row, self.pose_column] = mirror_pose(labels["attr"][row, self.pose_column], self.pose_bins)
+                pose = labels["attr"][row, self.pose_column]
+                labels["attr"][row, self.pose_column] = mirror_pose(pose, self.pose_bins)
         return {**batch, "image": images, "labels": labels}
 
 

@@ -118,15 +118,16 @@ def _summary(datasets: dict[str, FaceDataset], out: TextIO) -> None:
                 print(_row(f"{name}={cls}"[:14], cells, 14), file=out)
 
 
-def run_check(recipe: str | None, overrides: list[str], images: bool = True, out: TextIO = sys.stdout) -> int:
+def run_check(recipe: str | None, overrides: list[str], images: bool = True, out: TextIO | None = None) -> int:
     """Run the check; returns the number of problems found (0 = clean).
 
     Args:
         recipe: YAML recipe path (None: the defaults plus ``overrides``).
         overrides: ``section.key=value`` strings.
         images: decode every image to find unreadable ones (slow on very large datasets).
-        out: where the report goes.
+        out: where the report goes (default: the current ``sys.stdout``, looked up at call time).
     """
+    out = out if out is not None else sys.stdout
     config = load_config(recipe, overrides)
     data = _lazy(config.data)
     with collect_report() as report:

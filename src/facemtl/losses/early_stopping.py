@@ -1,15 +1,12 @@
-"""TCDCN's task-wise early-stopping criterion (Zhang et al., ECCV 2014, Sec. 3.2), pure functions.
+"""TCDCN's task-wise early-stopping criterion (Zhang et al., ECCV 2014), as pure functions.
 
-An auxiliary task ``a`` is switched off at epoch ``t`` when
+An auxiliary task ``a`` is switched off after epoch ``t`` when::
 
-.. math::
+            k * med_S E_tr(j)                 E_val(t) - min_{j<=t} E_val(j)
+    ---------------------------------  *  ----------------------------------  >  epsilon
+    sum_S E_tr(j)  -  k * med_S E_tr(j)       lambda_a * min_{j<=t} E_val(j)
 
-    \\underbrace{\\frac{k \\cdot \\mathrm{med}_{j \\in S} E^a_{tr}(j)}
-                     {\\sum_{j \\in S} E^a_{tr}(j) - k \\cdot \\mathrm{med}_{j \\in S} E^a_{tr}(j)}}_{\\text{training stalls}}
-    \\cdot
-    \\underbrace{\\frac{E^a_{val}(t) - \\min_{j \\le t} E^a_{val}(j)}
-                     {\\lambda_a \\cdot \\min_{j \\le t} E^a_{val}(j)}}_{\\text{validation rises}}
-    > \\varepsilon
+          (training has stalled)                (validation has risen)
 
 with ``S`` the *training strip*: the last ``k`` epochs ``t-k+1 .. t``.
 

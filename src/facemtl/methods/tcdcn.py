@@ -69,7 +69,8 @@ class TCDCNConfig(MethodConfig):
             if weight < 0:
                 raise FacemtlError(f"method.attr_weights.{name}={weight}; expected >= 0")
         if self.task_weights.get("attr", 1.0) != 1.0:
-            raise FacemtlError("method tcdcn weighs each attribute by method.attr_weights.<name>; leave task_weights.attr at 1")
+            raise FacemtlError(
+                "method tcdcn weighs each attribute by method.attr_weights.<name>; leave task_weights.attr at 1")
 
 
 @METHODS.register("tcdcn")
@@ -91,7 +92,8 @@ class TCDCNMethod(Method):
         m = len(self.attributes)
         weights = [config.attr_weights.get(a, 1.0) for a in self.attributes]
         self.importance = weights  # configuration, not state: a resumed run reads it from its config
-        self.register_buffer("active", torch.tensor([w > 0 for w in weights], dtype=torch.bool))  # lambda 0: never trained
+        # lambda_a = 0: never trained. Buffers: checkpoints and resume keep the switch-offs.
+        self.register_buffer("active", torch.tensor([w > 0 for w in weights], dtype=torch.bool))
         self.register_buffer("stopped_epoch", torch.full((m,), -1, dtype=torch.long))  # 1-based epoch of the switch-off
         self.register_buffer("train_strip", torch.full((m, config.strip), float("nan"), dtype=torch.float64))
         self.register_buffer("val_best", torch.full((m,), float("inf"), dtype=torch.float64))
@@ -174,7 +176,8 @@ class TCDCNMethod(Method):
             for j, name in enumerate(self.attributes):
                 labelled = batch["mask"]["attr"][:, j]
                 if bool(labelled.any()):
-                    ce = F.cross_entropy(outputs["attr"][name][labelled], batch["labels"]["attr"][labelled, j], reduction="sum")
+                    target = batch["labels"]["attr"][labelled, j]
+                    ce = F.cross_entropy(outputs["attr"][name][labelled], target, reduction="sum")
                     sums[j] += torch.stack([ce.double(), labelled.sum().double()])
         self.train(was_training)
         return (sums[:, 0] / sums[:, 1].clamp_min(1)).tolist()

@@ -21,11 +21,12 @@ paper's activation is not verifiable from the official release (encrypted p-code
 is a choice.
 
 Input: :class:`~facemtl.models.MultiTaskNet` feeds ImageNet-normalised RGB ``[B, 3, H, W]``;
-this backbone averages the three channels to one grey channel and standardises each image
-to zero mean and unit variance (the per-image normalisation of common TCDCN ports), so
-the result does not depend on that RGB normalisation. Use ``data.grey=true`` so the
-crops are true luminance. Other input sizes work: the last map is average-pooled to
-2x2 before the FC layer (an identity at 40x40).
+this backbone turns it into one grey channel, the BT.601 luminance up to an offset
+(weights ``LUMA * IMAGE_STD`` undo the per-channel scaling), and standardises each image
+to zero mean and unit variance (the per-image normalisation of common TCDCN ports). So a
+colour face at inference and its ``data.grey=true`` training crop give the same input.
+Other input sizes work: the last map is average-pooled to 2x2 before the FC layer (an
+identity at 40x40).
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from facemtl.models.multitask import IMAGE_STD
 from facemtl.registry import BACKBONES
+
+#: BT.601 luminance weights, as ``facemtl.data.augment.to_grey`` (data.grey) uses.
+LUMA = (0.299, 0.587, 0.114)
 
 
 class AbsTanh(nn.Module):
@@ -64,12 +69,15 @@ class TCDCNNet(nn.Module):
         )
         self.fc = nn.Sequential(nn.Linear(80 * 2 * 2, 256), act())
         self.num_features = 256
+        # Luminance from ImageNet-normalised channels: sum_c LUMA_c * std_c * (x_c - mean_c) / std_c = Y - const.
+        weights = torch.tensor([w * s for w, s in zip(LUMA, IMAGE_STD)]).view(1, 3, 1, 1)
+        self.register_buffer("grey_weights", weights, persistent=False)
         # Read by MultiTaskNet's one-off probe; the heads use the FC feature (map channels != num_features).
         self.pretrained_cfg = {"input_size": (3, 40, 40)}
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W]`` (or ``[B, 1, H, W]``) -> feature map ``[B, 80, 2, 2]`` at 40x40."""
-        grey = x.mean(dim=1, keepdim=True)
+        """``[B, 3, H, W]`` (normalised RGB, or ``[B, 1, H, W]`` grey) -> feature map ``[B, 80, 2, 2]`` at 40x40."""
+        grey = (x * self.grey_weights).sum(dim=1, keepdim=True) if x.shape[1] == 3 else x
         mean = grey.mean(dim=(2, 3), keepdim=True)
         std = grey.std(dim=(2, 3), keepdim=True)
         return self.features((grey - mean) / (std + 1e-5))

@@ -103,7 +103,10 @@ def parse_line(text: str) -> MTFLFace | None:
 
 
 def identity(path: str) -> str:
-    """Group id: the person of an LFW image (``lfw_5590/Aaron_Eckhart_0001.jpg`` -> ``Aaron_Eckhart``), else the path."""
+    """Group id for carving validation: the person of an LFW image, else the image path.
+
+    ``lfw_5590/Aaron_Eckhart_0001.jpg`` -> ``lfw:Aaron_Eckhart``, so no LFW person is on both sides.
+    """
     folder, _, name = path.rpartition("/")
     match = re.fullmatch(r"(.+)_\d{4}\.\w+", name)
     return f"lfw:{match.group(1)}" if folder.lower().startswith("lfw") and match else path
@@ -151,14 +154,16 @@ def mtfl(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
     """MTFL: 5 landmarks and gender / smile / glasses / pose for every face."""
     root = dataset_root(config, "MTFL", "training.txt, testing.txt, lfw_5590/, net_7876/, AFLW/")
     if config.num_landmarks != 5:
-        raise FacemtlError(f"data.num_landmarks={config.num_landmarks}: MTFL labels 5 landmarks; set data.num_landmarks=5")
+        raise FacemtlError(
+            f"data.num_landmarks={config.num_landmarks}: MTFL labels 5 landmarks; set data.num_landmarks=5")
     margin = DEFAULT_MARGIN if config.crop_margin < 0 else config.crop_margin
     table = RecordTable(dataset_label_spaces(config), root, num_points=5, margin=DEFAULT_MARGIN)
     names = list(DEFAULT_ATTRIBUTES)
     for split, name in FILES.items():
         path = root / name
         if not path.is_file():
-            raise FacemtlError(f"{root}: no {name} (expected the MTFL release: training.txt, testing.txt and image folders)")
+            raise FacemtlError(
+                f"{root}: no {name} (expected the MTFL release: training.txt, testing.txt and image folders)")
         lines, faces = read_file(path, root)
         points = np.stack([f.points for f in faces]).astype(np.float32) if faces else np.zeros((0, 5, 2), np.float32)
         table.extend(
