@@ -48,7 +48,8 @@ def train_one(job: dict) -> dict:
         f"data.seed={job['seed']}", f"train.seed={job['seed']}", f"data.num_train={job['num_train']}",
         "data.num_val=1000", "data.num_test=2000", f"data.image_size={job['image_size']}",
         f"train.epochs={job['epochs']}", f"model.backbone={job['backbone']}",
-    ]
+        f"train.optimizer={job['optimizer']}", f"train.lr={job['lr']}",
+    ] + (["train.weight_decay=0.0005", "train.momentum=0.9"] if job["optimizer"] == "sgd" else [])
     if job["variant"] != "plain":
         overrides += [f"method.lamb={job['lamb']}", "method.ce_unit_widths=[512,128,64]", "method.pool_size=4"]
     run = train_run(overrides, lambda trainer, metrics, rows: {"ratio": compactness(trainer)})
@@ -69,11 +70,13 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--backbone", default="tiny")
     parser.add_argument("--lamb", type=float, default=0.01)
+    parser.add_argument("--optimizer", default="adamw", help="sgd = the official DACL optimiser (momentum 0.9, decay 5e-4)")
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json")
     args = parser.parse_args()
     jobs = [{"variant": v, "seed": s, "epochs": args.epochs, "num_train": args.num_train, "image_size": args.image_size,
-             "backbone": args.backbone, "lamb": args.lamb} for s in args.seeds for v in VARIANTS]
+             "backbone": args.backbone, "lamb": args.lamb, "optimizer": args.optimizer, "lr": args.lr} for s in args.seeds for v in VARIANTS]
     results = run_parallel(train_one, jobs, args.workers)
     print(f"{'variant':<8} {'accuracy %':>14} {'macro-F1 %':>14} {'intra/inter':>14} {'mean a':>7} {'a>0.5':>6}")
     summary = []
