@@ -13,3 +13,23 @@ TINY = [
 @pytest.fixture
 def tiny_overrides() -> list[str]:
     return list(TINY)
+
+
+def interrupt_then_resume(config, run_dir, monkeypatch, at_call: int) -> None:
+    """Train ``config`` into ``run_dir``, interrupted at the ``at_call``-th step, then resume it to the end."""
+    from facemtl.engine import Trainer
+    from facemtl.methods.base import Method
+
+    original, calls = Method.train_step, {"n": 0}
+
+    def dies(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Method, "train_step", dies)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, run_dir).fit()
+    monkeypatch.setattr(Method, "train_step", original)
+    Trainer(config, run_dir, resume=True).fit()

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import interrupt_then_resume
 from test_mtfl import write_mtfl
 
 from facemtl.cli import main
@@ -14,7 +15,7 @@ from facemtl.engine import Trainer
 from facemtl.engine.checkpoint import load_checkpoint
 from facemtl.losses.early_stopping import stop_index, stop_index_from_history, training_stall, validation_rise
 from facemtl.losses.landmarks import landmark_l2_loss
-from facemtl.methods import Method, TrainContext
+from facemtl.methods import TrainContext
 from facemtl.methods.tcdcn import TCDCNMethod
 from facemtl.models import MultiTaskNet, create_backbone
 from facemtl.tasks import FacemtlError, LabelSpaces
@@ -142,19 +143,7 @@ def test_resume_after_interrupt_is_exact_with_augmentation(tmp_path, monkeypatch
         f"data.root={root}", "model.backbone=test_tiny", "data.image_size=32", "train.epochs=2", "train.batch_size=3",
         "train.progress=false", "train.checkpoint_every=1", "method.strip=2", "data.val_fraction=0.25"])
     Trainer(config, tmp_path / "straight").fit()
-    original, calls = Method.train_step, {"n": 0}
-
-    def dies_at_step_5(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:  # mid second epoch (3 steps per epoch)
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Method, "train_step", dies_at_step_5)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(config, tmp_path / "killed").fit()
-    monkeypatch.setattr(Method, "train_step", original)
-    Trainer(config, tmp_path / "killed", resume=True).fit()
+    interrupt_then_resume(config, tmp_path / "killed", monkeypatch, at_call=5)  # mid second epoch (3 steps each)
     last = {name: load_checkpoint(tmp_path / name / "checkpoints" / "last.safetensors").model_state
             for name in ("straight", "killed")}
     assert all(torch.equal(last["straight"][k], last["killed"][k]) for k in last["straight"])

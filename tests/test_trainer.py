@@ -10,11 +10,11 @@ import time
 
 import pytest
 import torch
+from conftest import interrupt_then_resume
 
 from facemtl.config import load_config
 from facemtl.engine import Trainer, load_checkpoint
 from facemtl.engine.trainer import epoch_batches, lr_factor
-from facemtl.methods.base import Method
 from facemtl.tasks import FacemtlError
 
 
@@ -76,21 +76,7 @@ def test_resume_after_interrupt_is_exact(tmp_path, tiny_overrides, monkeypatch, 
     config = load_config(None, overrides)
     Trainer(config, tmp_path / "straight").fit()
 
-    original = Method.train_step
-    calls = {"n": 0}
-
-    def dies_at_step_6(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 6:  # mid second epoch (4 steps per epoch)
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Method, "train_step", dies_at_step_6)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(config, tmp_path / "killed").fit()
-    monkeypatch.setattr(Method, "train_step", original)
-    assert load_checkpoint(tmp_path / "killed/checkpoints/last.safetensors").trainer_state["step"] == 5
-    Trainer(config, tmp_path / "killed", resume=True).fit()
+    interrupt_then_resume(config, tmp_path / "killed", monkeypatch, at_call=6)  # mid second epoch (4 steps each)
 
     _assert_same_weights(_weights(tmp_path / "straight/checkpoints/last.safetensors"), _weights(tmp_path / "killed/checkpoints/last.safetensors"))
     straight = list(csv.DictReader((tmp_path / "straight/log.csv").open()))

@@ -23,6 +23,7 @@ from torch import nn
 from facemtl.config import MethodConfig, TrainConfig
 from facemtl.losses import attribute_cross_entropy, ccc_loss, masked_bce, masked_cross_entropy, masked_regression
 from facemtl.models import MultiTaskNet
+from facemtl.tasks import FacemtlError
 
 Batch = dict[str, Any]
 Outputs = dict[str, Any]
@@ -86,9 +87,14 @@ class Method(nn.Module):
     """
 
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    #: tasks the method cannot work without (its paper's main task)
+    required_tasks: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, net: MultiTaskNet, config: MethodConfig, context: TrainContext) -> None:
         super().__init__()
+        for task in self.required_tasks:
+            if task not in net.tasks:
+                raise FacemtlError(f"method {config.name} needs the {task} task; add {task} to model.tasks")
         self.net = net
         self.config = config
         self.context = context

@@ -85,12 +85,11 @@ class DACLMethod(Method):
     """Deep Attentive Center Loss on the ``expr`` task of a multi-task network."""
 
     config_class = DACLConfig
+    required_tasks = ("expr",)
     config: DACLConfig
 
     def __init__(self, net: MultiTaskNet, config: DACLConfig, context: TrainContext) -> None:
         super().__init__(net, config, context)
-        if "expr" not in net.tasks:
-            raise FacemtlError("method dacl needs the expr task; add expr to model.tasks")
         dim = net.num_features
         self.attention = AttentionNet(dim, dim, config.ce_unit_widths, config.pool_size) if config.attention else None
         centers = torch.empty(dim, len(net.label_spaces.expr_classes))

@@ -60,12 +60,11 @@ class SCNMethod(Method):
     """Self-Cure Network on the ``expr`` task of a multi-task network."""
 
     config_class = SCNConfig
+    required_tasks = ("expr",)
     config: SCNConfig
 
     def __init__(self, net: MultiTaskNet, config: SCNConfig, context: TrainContext) -> None:
         super().__init__(net, config, context)
-        if "expr" not in net.tasks:
-            raise FacemtlError("method scn needs the expr task; add expr to model.tasks")
         self.importance = nn.Sequential(nn.Linear(net.num_features, 1), nn.Sigmoid())
         self.register_buffer("relabels", torch.full((context.num_train,), -1, dtype=torch.long))
         self.register_buffer("epochs_done", torch.zeros((), dtype=torch.long))

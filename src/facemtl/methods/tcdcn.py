@@ -78,12 +78,11 @@ class TCDCNMethod(Method):
     """Landmarks + weighted auxiliary attributes with task-wise early stopping."""
 
     config_class = TCDCNConfig
+    required_tasks = ("lmk",)
     config: TCDCNConfig
 
     def __init__(self, net: MultiTaskNet, config: TCDCNConfig, context: TrainContext) -> None:
         super().__init__(net, config, context)
-        if "lmk" not in net.tasks:
-            raise FacemtlError("method tcdcn needs the lmk task (its main task); add lmk to model.tasks")
         self.attributes = list(net.label_spaces.attributes) if "attr" in net.tasks else []
         unknown = sorted(set(config.attr_weights) - set(net.label_spaces.attributes))
         if unknown:
