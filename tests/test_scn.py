@@ -24,7 +24,7 @@ def test_rank_regularization_numeric_example():
     assert float(loss.detach()) == 0.0  # gap 0.6 - 0.116667 = 0.4833 > 0.15
 
     loss, _ = rank_regularization(alpha, beta=0.7, margin=0.6)
-    assert float(loss) == pytest.approx(0.116667, abs=1e-6)
+    assert float(loss.detach()) == pytest.approx(0.116667, abs=1e-6)
     loss.backward()
     assert alpha.grad[:7].tolist() == pytest.approx([-1 / 7] * 7)
     assert alpha.grad[7:].tolist() == pytest.approx([1 / 3] * 3)
