@@ -106,3 +106,21 @@ def test_train_cli_runs_one_tiny_epoch_on_fake_rafdb(tmp_path, capsys):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["best_epoch"] == 1 and "expr" in metrics["val"] and "expr" in metrics["test"]
     assert (tmp_path / "run" / "predictions.png").is_file()  # the grid reads lazy images too
+
+
+def test_training_on_a_mix_logs_each_epochs_composition(tmp_path):
+    import csv
+
+    from facemtl.engine import Trainer
+
+    raf, bp4d = _fakes(tmp_path, n_raf=30)
+    sources = f"[{{name: rafdb, root: '{raf}', weight: 3}}, {{name: bp4d, root: '{bp4d}', au_ids: [1, 12], weight: 1}}]"
+    config = load_config(None, [
+        "data.name=mix", f"data.sources={sources}", "data.image_size=32", "data.load=lazy", "data.val_fraction=0.2",
+        "model.backbone=test_tiny", "model.tasks=expr,au", "train.epochs=2", "train.batch_size=8", "train.progress=false",
+    ])
+    Trainer(config, tmp_path / "run").fit()
+    rows = list(csv.DictReader((tmp_path / "run" / "log.csv").open()))
+    for row in rows:
+        shares = {k: int(float(v)) for k, v in row.items() if k.startswith("samples_")}
+        assert set(shares) == {"samples_rafdb", "samples_bp4d"} and shares["samples_rafdb"] > 2 * shares["samples_bp4d"]

@@ -227,6 +227,8 @@ class Trainer:
         row: dict[str, Any] = {"epoch": epoch + 1, "step": self.state["step"], "lr": self.optimizer.param_groups[0]["lr"]}
         row.update({f"train_{k}": v / count for k, v in self.state["sums"].items()})
         row.update(method_logs)
+        if hasattr(self.train_set, "composition"):  # mixed datasets: how many samples each source gave
+            row.update({f"samples_{name}": count for name, count in self.train_set.composition().items()})
         row.update(_flat_scores(val))
         row["val_score"] = score
         self.state["seconds"] += seconds
