@@ -94,3 +94,15 @@ def test_mixed_batch_uses_each_samples_own_labels():
     expected = torch.nn.functional.cross_entropy(logits[:4], batch["labels"]["expr"][:4])
     got = method.task_losses({"expr": logits, "au": torch.zeros(8, len(train.label_spaces.au_names))}, batch)["expr"]
     assert torch.allclose(got, expected)
+
+
+def test_grey_and_augment_apply_to_any_dataset():
+    splits = _splits("data.grey=true", "data.augment=landmarks", "data.aug_flip=1.0", "data.aug_rotate=0", "data.aug_scale=0", "data.aug_shift=0")
+    train, val = splits["train"], splits["val"]
+    batch = train.__getitems__([0, 1])
+    image = batch["image"]
+    assert torch.equal(image[:, 0], image[:, 1]) and torch.equal(image[:, 1], image[:, 2])  # grey
+    raw = train.base.__getitems__([0, 1])
+    # Every face flipped: the image-left eye label is now the mirrored image-right eye.
+    assert torch.allclose(batch["labels"]["lmk"][:, 0, 0], 1 - raw["labels"]["lmk"][:, 1, 0], atol=1e-4)
+    assert torch.equal(val.__getitems__([0])["labels"]["lmk"], val.base.__getitems__([0])["labels"]["lmk"])  # val: no augmentation

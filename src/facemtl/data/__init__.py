@@ -2,6 +2,7 @@
 
 from facemtl.data import synthetic_dataset  # noqa: F401  (registers "synthetic")
 from facemtl.data import formats  # noqa: F401  (registers the real dataset formats and "mix")
+from facemtl.data.augment import wrap_splits
 from facemtl.data.dataset import FaceDataset, already_batched, move_batch
 from facemtl.registry import DATASETS
 
@@ -9,5 +10,9 @@ __all__ = ["DATASETS", "FaceDataset", "already_batched", "build_datasets", "move
 
 
 def build_datasets(config, splits=("train", "val", "test")) -> dict[str, FaceDataset]:
-    """Build the named dataset's splits from a :class:`~facemtl.config.DataConfig`."""
-    return DATASETS.get(config.name)(config, splits)
+    """Build the named dataset's splits from a :class:`~facemtl.config.DataConfig`.
+
+    ``data.grey`` then applies to every split and ``data.augment`` to ``train``, whatever the
+    dataset (``facemtl data check`` calls the builders directly: transforms change no label).
+    """
+    return wrap_splits(DATASETS.get(config.name)(config, splits), config)

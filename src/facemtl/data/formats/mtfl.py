@@ -30,7 +30,7 @@ bounding box plus ``data.crop_margin`` of its longer side on each side (default
 faces are framed more consistently than a detector would frame them (see the benchmark
 notes). Batches carry each face's crop as ``info["crop"]`` = ``(x0, y0, side)`` in source
 pixels; :func:`crop_to_image` maps predicted landmarks back to original-image pixels.
-``data.grey`` and ``data.augment`` (:mod:`facemtl.data.augment`) apply.
+``data.grey`` and ``data.augment`` (:mod:`facemtl.data.augment`) apply, as to every dataset.
 """
 
 from __future__ import annotations
@@ -43,11 +43,10 @@ from pathlib import Path
 import numpy as np
 
 from facemtl.config import DataConfig
-from facemtl.data.augment import wrap_splits
 from facemtl.data.formats._common import dataset_root, read_lines, to_int
 from facemtl.data.images import face_rects
 from facemtl.data.record_dataset import build_splits
-from facemtl.data.records import SPLITS, RecordTable, collecting, dataset_label_spaces, problem
+from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, problem
 from facemtl.registry import DATASETS
 from facemtl.tasks import DEFAULT_ATTRIBUTES, FacemtlError
 
@@ -172,6 +171,4 @@ def mtfl(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
             groups=[identity(f.path) for f in faces],
             info_crop=face_rects(None, points, margin, len(faces)),  # the same rectangles the crops use
         )
-    datasets = build_splits(table.build(), config, splits)
-    # `facemtl data check` reads the records themselves; the batch transforms change no label.
-    return datasets if collecting() else wrap_splits(datasets, config)
+    return build_splits(table.build(), config, splits)
