@@ -28,7 +28,8 @@ def train_one(job: dict) -> dict:
     """One run; SCN's importance and relabel statistics come from its per-epoch log."""
     overrides = [
         f"model.tasks={job['tasks']}", f"model.backbone={job['backbone']}", f"method.name={job['method']}",
-        f"data.label_noise={job['noise']}", f"data.seed={job['seed']}", f"train.seed={job['seed']}",
+        f"data.label_noise={job['noise']}", f"data.noise_mode={job['noise_mode']}",
+        f"data.seed={job['seed']}", f"train.seed={job['seed']}",
         f"data.num_train={job['num_train']}", "data.num_val=1000", "data.num_test=2000",
         f"data.image_size={job['image_size']}", f"train.epochs={job['epochs']}",
         f"train.lr={job['lr']}", "train.warmup_epochs=1",
@@ -91,6 +92,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--noise-mode", default="uniform", choices=["uniform", "ambiguous"],
+                        help="uniform: symmetric noise; ambiguous: weak expressions flipped more often")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--relabel-epoch", type=int, default=5)
     parser.add_argument("--margin-1", type=float, default=0.07)
@@ -105,7 +108,7 @@ def main() -> None:
     jobs = [
         {"method": method, "noise": noise, "seed": seed, "epochs": args.epochs, "relabel_epoch": args.relabel_epoch,
          "margin_1": args.margin_1, "num_train": args.num_train, "image_size": args.image_size,
-         "backbone": args.backbone, "lr": args.lr, "tasks": args.tasks}
+         "backbone": args.backbone, "lr": args.lr, "tasks": args.tasks, "noise_mode": args.noise_mode}
         for noise in args.noise for seed in args.seeds for method in ("plain", "scn")
     ]
     results = run_parallel(train_one, jobs, args.workers)

@@ -106,3 +106,16 @@ def test_grey_and_augment_apply_to_any_dataset():
     # Every face flipped: the image-left eye label is now the mirrored image-right eye.
     assert torch.allclose(batch["labels"]["lmk"][:, 0, 0], 1 - raw["labels"]["lmk"][:, 1, 0], atol=1e-4)
     assert torch.equal(val.__getitems__([0])["labels"]["lmk"], val.base.__getitems__([0])["labels"]["lmk"])  # val: no augmentation
+
+
+def test_ambiguous_noise_flips_weak_expressions_more_often():
+    uniform = _splits("data.label_noise=0.3", "data.num_train=1000")["train"]
+    ambiguous = _splits("data.label_noise=0.3", "data.num_train=1000", "data.noise_mode=ambiguous")["train"]
+
+    def neutral_share_of_flips(train):
+        flipped = train.info["expr_flipped"]
+        return float((train.info["expr_clean"][flipped] == 0).float().mean())
+
+    assert int(ambiguous.info["expr_flipped"].sum()) == int(uniform.info["expr_flipped"].sum()) == 300
+    # Neutral faces (intensity 0) are the most ambiguous: they are flipped far more often.
+    assert neutral_share_of_flips(ambiguous) > 1.5 * neutral_share_of_flips(uniform)

@@ -35,6 +35,7 @@ class DataConfig:
     image_size: int = 64
     seed: int = 0
     label_noise: float = 0.0  # fraction of *training* expression labels flipped to another class
+    noise_mode: str = "uniform"  # synthetic: uniform (any face equally) | ambiguous (weak expressions more often)
     label_fraction: dict[str, float] = field(default_factory=lambda: _per_task(1.0))
     imbalance: float = 1.0  # ratio of most to least frequent expression class (geometric)
     num_expr_classes: int = 7
@@ -130,6 +131,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "method.va_loss": ("mse", "ccc", "mse+ccc"),
     "method.lmk_loss": ("l1", "mse", "smooth_l1"),
     "train.optimizer": ("adamw", "adam", "sgd"),
+    "data.noise_mode": ("uniform", "ambiguous"),
     "train.scheduler": ("cosine", "step", "exponential", "none"),
     "train.device": ("cpu", "cuda", "auto"),
     "data.augment": ("none", "landmarks"),

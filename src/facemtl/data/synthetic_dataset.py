@@ -5,6 +5,11 @@ selection and evaluation always see clean, fully labelled data:
 
 - ``label_noise``: that exact fraction of training expression labels is flipped to a
   uniformly drawn *other* class; ``info.expr_clean`` / ``info.expr_flipped`` record it.
+  ``noise_mode: uniform`` picks the flipped faces uniformly (the usual symmetric-noise
+  benchmark: a flipped face looks exactly like a clean one); ``ambiguous`` picks them with
+  probability growing as the expression weakens (weight ``(1.1 - intensity)^2``), as real
+  annotators disagree most on subtle faces — the kind of noise SCN's image-conditioned
+  importance can see.
 - ``label_fraction.<task>``: only that fraction of training samples keep the task's labels.
 
 ``imbalance`` skews the expression frequencies geometrically (class 0 the most frequent,
@@ -51,9 +56,12 @@ def _split_seed(seed: int, split: str) -> int:
     return int(np.random.SeedSequence([seed, SPLITS.index(split)]).generate_state(1)[0])
 
 
-def _flip_labels(expr: np.ndarray, fraction: float, num_classes: int, rng: np.random.Generator) -> np.ndarray:
+def _flip_labels(
+    expr: np.ndarray, fraction: float, num_classes: int, rng: np.random.Generator, weights: np.ndarray | None = None
+) -> np.ndarray:
     noisy = expr.copy()
-    chosen = rng.choice(len(expr), size=int(round(fraction * len(expr))), replace=False)
+    probs = None if weights is None else weights / weights.sum()
+    chosen = rng.choice(len(expr), size=int(round(fraction * len(expr))), replace=False, p=probs)
     offsets = rng.integers(1, num_classes, size=len(chosen))  # never the same class
     noisy[chosen] = (expr[chosen] + offsets) % num_classes
     return noisy
@@ -89,7 +97,8 @@ def build_split(config: DataConfig, split: str) -> FaceDataset:
     if split == "train":
         rng = np.random.default_rng(_split_seed(config.seed, split) + 1)
         if config.label_noise > 0:
-            labels["expr"] = _flip_labels(labels["expr"], config.label_noise, config.num_expr_classes, rng)
+            weights = (1.1 - faces.intensity.astype(np.float64)) ** 2 if config.noise_mode == "ambiguous" else None
+            labels["expr"] = _flip_labels(labels["expr"], config.label_noise, config.num_expr_classes, rng, weights)
             info["expr_flipped"] = labels["expr"] != info["expr_clean"]
         for task, fraction in config.label_fraction.items():
             if fraction < 1.0:
