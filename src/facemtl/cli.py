@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="write the metrics to this JSON file")
     _add_set(evaluate)
 
-    demo = commands.add_parser("demo", help="train and evaluate a small model on the synthetic benchmark (CPU, ~2 min)")
+    demo = commands.add_parser("demo", help="train and evaluate a small model on the synthetic benchmark (CPU, ~3 min)")
     demo.add_argument("--out", help="run folder (default: runs/demo-<time>)")
     _add_set(demo)
 
