@@ -48,6 +48,9 @@ class DataConfig:
     au_ids: list[int] = field(default_factory=list)  # FACS numbers of the AUs to label; empty = the dataset's standard set
     ferplus_mode: str = "majority"  # FERPlus votes -> label: majority | plurality | soft
     crop_margin: float = -1.0  # fraction of the face box added on each side; < 0 = the format's default
+    # 5 (x, y) points in [0, 1]: faces with landmarks are warped onto them by a similarity transform
+    # (the inference pipeline's alignment) instead of the square crop; empty = square crop.
+    align_template: list[list[float]] = field(default_factory=list)
     image_template: str = ""  # BP4D / DISFA frame paths, e.g. "{subject}/{task}/{frame:04d}.jpg"; empty = auto-detect
     subset: str = ""  # 300-W test: common | challenging | private; Aff-Wild2 sets, e.g. "AU,EXPR"; empty = the full/all
     load: str = "auto"  # auto | memory | lazy: decode images once into RAM, or per batch (auto: RAM if a split fits 1 GiB)

@@ -24,6 +24,7 @@ from facemtl.config import DataConfig
 from facemtl.data.dataset import Batch, FaceDataset
 from facemtl.data.images import crop_resize, face_rects, landmark_labels, read_image, to_rgb
 from facemtl.data.records import SPLITS, Records, split_records
+from facemtl.pipeline.align import apply, similarity_transform, to_crop_pixels, warp_face
 from facemtl.tasks import FacemtlError, five_point_landmarks
 
 #: ``data.load=auto`` keeps a split in RAM when its decoded faces take at most this many bytes.
@@ -43,8 +44,11 @@ def check_options(config: DataConfig) -> None:
         raise FacemtlError(f"data.fold={config.fold}; expected 1, 2 or 3")
 
 
-def record_labels(records: Records, rects: np.ndarray, num_landmarks: int) -> tuple[dict, dict]:
-    """Batch-format label and mask arrays of every task (unlabelled tasks fully masked)."""
+def record_labels(records: Records, crop_points: np.ndarray | None, num_landmarks: int) -> tuple[dict, dict]:
+    """Batch-format label and mask arrays of every task (unlabelled tasks fully masked).
+
+    ``crop_points`` are the records' landmarks in crop coordinates ([0, 1]; NaN = none).
+    """
     n = len(records)
     labels = {
         "expr": np.where(records.expr >= 0, records.expr, 0).astype(np.int64),
@@ -57,8 +61,8 @@ def record_labels(records: Records, rects: np.ndarray, num_landmarks: int) -> tu
         "attr": records.attr >= 0,
     }
     lmk = np.full((n, num_landmarks, 2), np.nan, np.float32)
-    if records.points is not None:
-        points = landmark_labels(records.points, rects)
+    if crop_points is not None:
+        points = crop_points
         if points.shape[1] == 68 and num_landmarks == 5:
             points = five_point_landmarks(points)  # NaN rows stay NaN
         elif points.shape[1] != num_landmarks:
@@ -138,7 +142,9 @@ class RecordDataset(FaceDataset):
         self.image_size = config.image_size
         margin = records.margin if config.crop_margin < 0 else config.crop_margin
         self.rects = face_rects(records.boxes, records.points, margin, len(records))
-        labels, mask = record_labels(records, self.rects, config.num_landmarks)
+        crop_points = None if records.points is None else landmark_labels(records.points, self.rects)
+        self.warps = self._align(config.align_template, crop_points)
+        labels, mask = record_labels(records, crop_points, config.num_landmarks)
         info = {"expr_clean": labels["expr"].copy(), "expr_flipped": np.zeros(len(records), bool), **records.info}
         if train:
             corrupt_train(labels, mask, info, config, len(records.spaces.expr_classes))
@@ -150,6 +156,26 @@ class RecordDataset(FaceDataset):
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def _align(self, template: list[list[float]], crop_points: np.ndarray | None) -> np.ndarray | None:
+        """Per-face ``[2, 3]`` warps onto ``template`` (NaN rows: no landmarks, square crop).
+
+        Rewrites ``crop_points`` in place for the aligned faces.
+        """
+        if not template or self.records.points is None or crop_points is None:
+            return None
+        target = np.asarray(template, np.float64)
+        if target.shape != (5, 2):
+            raise FacemtlError(f"data.align_template: expected 5 (x, y) points, got shape {list(target.shape)}")
+        size = self.image_size
+        sources = five_point_landmarks(self.records.points.astype(np.float64))
+        warps = np.full((len(sources), 2, 3), np.nan)
+        for i, points in enumerate(sources):
+            if np.isnan(points).any():
+                continue
+            warps[i] = similarity_transform(points, to_crop_pixels(target, size))
+            crop_points[i] = (apply(warps[i], self.records.points[i]) + 0.5) / size
+        return warps
 
     def _uint8_images(self, indices: list[int]) -> torch.Tensor:
         size = self.image_size
@@ -170,6 +196,8 @@ class RecordDataset(FaceDataset):
                 full = read_image(records.path(i))
             except FacemtlError as err:
                 raise FacemtlError(f"{err} (listed at {records.where(i)})") from None
+        if self.warps is not None and not np.isnan(self.warps[i]).any():
+            return warp_face(full, self.warps[i], self.image_size)
         return crop_resize(full, self.rects[i], self.image_size)
 
     def __getitems__(self, indices: list[int]) -> Batch:

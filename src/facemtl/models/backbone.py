@@ -58,6 +58,12 @@ def tiny() -> nn.Module:
     return TinyConvNet((32, 64, 128, 192))
 
 
+@BACKBONES.register("small")
+def small() -> nn.Module:
+    """~2.7M parameters: the shipped 48 px grey model's backbone (a CPU-trainable VGG-style net)."""
+    return TinyConvNet((48, 96, 192, 384))
+
+
 @BACKBONES.register("test_tiny")
 def test_tiny() -> nn.Module:
     """A few thousand parameters, for unit tests."""

@@ -24,6 +24,7 @@ import torch
 
 from facemtl.device import resolve_device
 from facemtl.pipeline import schema
+from facemtl.data.augment import to_grey
 from facemtl.pipeline.align import apply, face_transform, invert, to_crop_pixels, warp_face
 from facemtl.pipeline.detect import Detection, WholeImageDetector, create_detector
 from facemtl.pipeline.sources import Frame, Source, count_frames, expand_sources, iter_frames
@@ -65,7 +66,8 @@ class FaceAnalyzer:
     Construction is cheap: the weights and the detector load on first use.
 
     Args:
-        checkpoint: run folder or ``.safetensors`` file; default ``$FACEMTL_CHECKPOINT``.
+        checkpoint: run folder or ``.safetensors`` file; default ``$FACEMTL_CHECKPOINT``, else
+            the model shipped in the package (:mod:`facemtl.weights`, hash-checked).
         detector: ``auto`` (YuNet, else Haar), ``yunet``, ``haar`` or ``none`` (each image
             is already one face crop); see :mod:`facemtl.pipeline.detect`.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
@@ -87,7 +89,9 @@ class FaceAnalyzer:
                  batch_size: int = 32, detector_options: dict[str, Any] | None = None) -> None:
         path = checkpoint or os.environ.get("FACEMTL_CHECKPOINT")
         if not path:
-            raise FacemtlError("no checkpoint given: pass --checkpoint PATH (checkpoint=...) or set FACEMTL_CHECKPOINT")
+            from facemtl.weights import base_model
+
+            path = base_model()
         if batch_size < 1:
             raise FacemtlError(f"batch size must be >= 1, got {batch_size}")
         self.checkpoint_path = Path(path)
@@ -111,6 +115,7 @@ class FaceAnalyzer:
         self.image_size = int(ckpt.preprocess.get("image_size") or ckpt.config["data"]["image_size"])
         template = ckpt.preprocess.get("template_5pt")
         self.template = np.asarray(template, np.float64) if template else None
+        self.grey = bool(ckpt.config["data"].get("grey", False))  # trained on grey faces: feed grey faces
         # pretrained="" on purpose: every weight comes from the checkpoint, loaded strictly below
         net = MultiTaskNet(ckpt.config["model"]["backbone"], ckpt.tasks, ckpt.label_spaces)
         state = {k[4:]: v for k, v in ckpt.model_state.items() if k.startswith("net.")} or ckpt.model_state
@@ -269,6 +274,8 @@ class FaceAnalyzer:
         start = time.perf_counter()
         crops = torch.from_numpy(np.stack([face.crop for face in faces])).to(self.device)
         images = crops.permute(0, 3, 1, 2).float().div_(255.0)  # uint8 over the bus, float on the device
+        if self.grey:
+            images = to_grey(images)
         with torch.inference_mode():
             out = self._net(images)
         numpy: dict[str, Any] = {}

@@ -20,7 +20,7 @@ def add_predict_parser(commands: Any) -> None:
                     "become success=0 rows with a warning; processing continues.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image, video or folder (searched recursively)")
-    parser.add_argument("--checkpoint", help="run folder or .safetensors file (default: $FACEMTL_CHECKPOINT)")
+    parser.add_argument("--checkpoint", help="run folder or .safetensors file (default: $FACEMTL_CHECKPOINT, else the shipped model)")
     parser.add_argument("--out", help="CSV file to write (default: standard output)")
     parser.add_argument("--every", type=int, default=1, metavar="N", help="analyse every N-th video frame")
     parser.add_argument("--annotate", metavar="DIR", help="write pictures / videos with boxes, landmarks and expression")
