@@ -239,7 +239,12 @@ def test_cli_predict_writes_csv_annotations_and_reports_errors(checkpoint, tmp_p
 
     monkeypatch.setenv("FACEMTL_YUNET", str(YUNET))
     monkeypatch.delenv("FACEMTL_CHECKPOINT", raising=False)
+    import facemtl.weights
+
+    monkeypatch.setattr(facemtl.weights, "BASE_MODEL", tmp_path / "missing.safetensors")  # an install without it
+    facemtl.weights.base_model.cache_clear()
     assert main(["predict", str(MEDIA / "multi_face.jpg")]) == 2
+    facemtl.weights.base_model.cache_clear()
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "FACEMTL_CHECKPOINT" in err and "--checkpoint" in err
 

@@ -36,9 +36,9 @@ def base_model() -> Path:
         FacemtlError: when the file is missing or its hash differs from :data:`BASE_SHA256`.
     """
     if not BASE_MODEL.is_file():
-        raise FacemtlError(f"{BASE_MODEL}: the shipped model is missing from this install; pass --checkpoint PATH")
+        raise FacemtlError(f"{BASE_MODEL}: the shipped model is missing from this install; pass --checkpoint PATH or set FACEMTL_CHECKPOINT")
     found = sha256(BASE_MODEL)
     if found != BASE_SHA256:
         raise FacemtlError(f"{BASE_MODEL}: SHA-256 {found[:16]}... differs from the expected {BASE_SHA256[:16]}...; "
-                           "reinstall facemtl or pass --checkpoint PATH")
+                           "reinstall facemtl, or pass --checkpoint PATH or set FACEMTL_CHECKPOINT")
     return BASE_MODEL
