@@ -11,7 +11,8 @@ Protocols of ``../shared/data/README.md``:
   training (the crop knows where the face is: optimistic);
   ``detected``: end to end through :class:`facemtl.FaceAnalyzer` on the original images
   (YuNet detection -> alignment -> model), the detection nearest the annotated face; faces
-  YuNet misses are counted and left out of the errors.
+  YuNet misses are counted and left out of the errors. The detector's own 5 points are
+  scored too, as a reference for what the landmark head adds.
 
     python benchmarks/real_model.py                                  # the shipped model
     python benchmarks/real_model.py --checkpoint runs/a runs/b --json table.json
@@ -30,21 +31,12 @@ import torch
 
 from facemtl.config import DataConfig
 from facemtl.data import build_datasets
-from facemtl.engine.checkpoint import load_checkpoint
+from facemtl.engine.checkpoint import load_network
 from facemtl.engine.evaluate import collect_predictions
 from facemtl.metrics import attribute_metrics, expression_metrics, landmark_metrics
 from facemtl.models import MultiTaskNet
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def load_net(path: str | Path) -> tuple[MultiTaskNet, Any]:
-    """The network of a checkpoint (run folder or file), in eval mode."""
-    checkpoint = load_checkpoint(path)
-    net = MultiTaskNet(checkpoint.config["model"]["backbone"], checkpoint.tasks, checkpoint.label_spaces)
-    state = {k[4:]: v for k, v in checkpoint.model_state.items() if k.startswith("net.")}
-    net.load_state_dict(state, strict=True)
-    return net.eval(), checkpoint
 
 
 def data_keys(config: dict[str, Any], name: str) -> dict[str, Any]:
@@ -104,7 +96,7 @@ def mtfl_detected(path: str | Path, checkpoint: Any, root: Path) -> dict[str, An
     analyzer = FaceAnalyzer(path, detector="yunet")
     rows = analyzer.predict([str(root / face.path) for face in faces])
     spaces = checkpoint.label_spaces
-    pred, true, attr_pred, attr_true = [], [], [], []
+    pred, detector_points, true, attr_pred, attr_true = [], [], [], [], []
     for i, face in enumerate(faces):
         found = rows[(rows["input"] == str(root / face.path)) & (rows["success"] == 1)]
         if found.empty:
@@ -114,20 +106,24 @@ def mtfl_detected(path: str | Path, checkpoint: Any, root: Path) -> dict[str, An
         nearest = found.iloc[int(np.argmin(np.linalg.norm(boxes[:, :2] + boxes[:, 2:] / 2 - centre, axis=1)))]
         points = np.stack([nearest[[f"x_{k}" for k in range(5)]], nearest[[f"y_{k}" for k in range(5)]]], 1)
         pred.append(points.astype(np.float64))
+        detector_points.append(np.stack([nearest[[f"det_x_{k}" for k in range(5)]],
+                                         nearest[[f"det_y_{k}" for k in range(5)]]], 1).astype(np.float64))
         true.append(face.points)
         attr_true.append([face.attributes[name] for name in spaces.attributes])
         attr_pred.append([spaces.attributes[name].index(nearest[f"attr_{name}"]) for name in spaces.attributes])
     # Several MTFL lines may list one image file: rows hold every face of that file once.
     lmk = landmark_metrics(np.asarray(pred), np.asarray(true))
     attr_pred, attr_true = np.asarray(attr_pred), np.asarray(attr_true)
+    yunet = landmark_metrics(np.asarray(detector_points), np.asarray(true))
     return {"faces": len(faces), "detected": len(pred), "nme": lmk["nme"], "failure_rate": lmk["failure_rate"],
+            "yunet_nme": yunet["nme"], "yunet_failure_rate": yunet["failure_rate"],
             "attr": {name: float((attr_pred[:, j] == attr_true[:, j]).mean()) for j, name in enumerate(spaces.attributes)}}
 
 
 def evaluate_checkpoint(path: str | Path, fer_root: Path, mtfl_root: Path, detected: bool) -> dict[str, Any]:
     """Every table entry for one checkpoint."""
     torch.manual_seed(0)
-    net, checkpoint = load_net(path)
+    net, checkpoint = load_network(path)
     result: dict[str, Any] = {"checkpoint": str(path)}
     started = time.perf_counter()
     if "expr" in checkpoint.tasks:
@@ -160,6 +156,9 @@ def print_table(results: list[dict[str, Any]]) -> None:
                 faces = f"{m['detected']}/{m['faces']}" if "detected" in m else str(m["faces"])
                 accs = " | ".join(f"{100 * m['attr'].get(a, float('nan')):.1f}" for a in ("gender", "smile", "glasses", "pose"))
                 print(f"| {r['checkpoint']} | {key[5:]} | {faces} | {100 * m['nme']:.2f} | {100 * m['failure_rate']:.2f} | {accs} |")
+                if "yunet_nme" in m:  # reference: the detector's own 5 points against the annotations
+                    print(f"| YuNet's points | detected | {faces} | {100 * m['yunet_nme']:.2f} | "
+                          f"{100 * m['yunet_failure_rate']:.2f} | - | - | - | - |")
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ def test_comma_lists_are_typed():
         ("train.lr", r"not of the form section.key=value"),
         ("train.lr=fast", r"train.lr: expected float, got 'fast'"),
         ("model.tasks=expr,smell", r"unknown task 'smell'"),
-        ("method.name=magic", r"unknown method .magic.; valid methods: dacl, plain, scn"),
+        ("method.name=magic", r"unknown method .magic.; valid methods: dacl, distill, mal, plain, scn, tcdcn"),
         ("train.optimizer=adamax", r"train.optimizer=.adamax. is not valid; choose from: adamw, adam, sgd"),
         ("data.label_noise=1.5", r"data.label_noise=1.5 is out of range"),
         ("data.label_fraction.smell=0.5", r"unknown task 'smell' in data.label_fraction"),

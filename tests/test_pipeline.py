@@ -167,6 +167,9 @@ def test_yunet_model_lookup_env_cache_download_and_hash_check(tmp_path, monkeypa
     with pytest.raises(FacemtlError, match="does not exist"):
         detect.yunet_model_path()
     monkeypatch.delenv("FACEMTL_YUNET")
+    packaged = detect.yunet_model_path()  # the copy shipped in facemtl/weights wins over cache and download
+    assert packaged.parent.name == "weights" and detect._sha256(packaged) == detect.YUNET_SHA256
+    monkeypatch.setattr(detect, "_packaged_yunet", lambda: None)  # an install without it: cache, then download
 
     class Response:
         def __init__(self, data):

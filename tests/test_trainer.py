@@ -111,6 +111,8 @@ def test_resume_after_sigkill(tmp_path, tiny_overrides):
     process.wait()
     Trainer(load_config(None, overrides), killed, resume=True).fit()
     _assert_same_weights(_weights(straight / "checkpoints/last.safetensors"), _weights(last))
+    # Same final metrics (best checkpoint, val and test) as the run never killed.
+    assert json.loads((killed / "metrics.json").read_text()) == json.loads((straight / "metrics.json").read_text())
 
 
 def test_epoch_batches_deterministic_and_complete():

@@ -1,4 +1,4 @@
-"""Command line: ``facemtl train | eval | demo | list``.
+"""Command line: ``facemtl train | eval | distill | demo | report | list``.
 
 User mistakes (:class:`~facemtl.tasks.FacemtlError`) are printed as one line and exit
 with status 2; anything else is a bug and keeps its traceback.
@@ -30,16 +30,36 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="YAML recipe (see configs/)")
     train.add_argument("--out", required=True, help="run folder to write")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument(
+        "--nproc", type=int, default=1, metavar="N",
+        help="train in N processes with DDP (re-launched through torchrun; CUDA: one GPU each, CPU: gloo)",
+    )
     _add_set(train)
 
     evaluate = commands.add_parser("eval", help="evaluate a checkpoint on its dataset's val and test splits")
-    evaluate.add_argument("--checkpoint", required=True, help="run folder or .safetensors checkpoint")
+    evaluate.add_argument("--checkpoint", required=True, help="run folder, .safetensors checkpoint or ensemble .json")
     evaluate.add_argument("--out", help="write the metrics to this JSON file")
     _add_set(evaluate)
+
+    distill = commands.add_parser("distill", help="train N students from a teacher (Deng et al.) and write their ensemble")
+    distill.add_argument("config", help="student YAML recipe (method.name and method.teacher are set for you)")
+    distill.add_argument("--teacher", required=True, help="teacher run folder or .safetensors checkpoint")
+    distill.add_argument("--students", type=int, default=5, help="number of students, seeds train.seed + i (default 5)")
+    distill.add_argument("--out", required=True, help="folder for student<i>/ runs, ensemble.json and metrics.json")
+    distill.add_argument("--va-mode", choices=("mean", "mode"), default="mean", help="ensemble VA: mean expectation or mode of bins")
+    _add_set(distill)
 
     demo = commands.add_parser("demo", help="train and evaluate a small model on the synthetic benchmark (CPU, ~3 min)")
     demo.add_argument("--out", help="run folder (default: runs/demo-<time>)")
     _add_set(demo)
+
+    report = commands.add_parser("report", help="write an HTML page with plots of a finished run (RUN_DIR/report/report.html)")
+    report.add_argument("run_dir", metavar="RUN_DIR", help="run folder (facemtl train --out)")
+    report.add_argument("--out", help="folder to write (default: RUN_DIR/report)")
+    report.add_argument("--max-faces", type=int, default=2000, help="predict at most this many faces again (default 2000)")
+    report.add_argument("--no-predictions", action="store_true", help="skip the plots that need the run's dataset")
+    report.add_argument("--device", default="cpu", help="where the checkpoint runs: cpu, cuda, cuda:N or auto")
+    _add_set(report)
 
     commands.add_parser("list", help="list built-in backbones, methods and datasets")
 
@@ -52,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--no-images", action="store_true", help="do not decode every image (annotations only)")
     _add_set(check)
 
+    export = commands.add_parser("export", help="export a checkpoint to ONNX (dynamic batch, every head, its metadata)")
+    export.add_argument("--checkpoint", required=True, help="run folder or .safetensors checkpoint")
+    export.add_argument("--onnx", required=True, metavar="OUT", help=".onnx file to write")
+    export.add_argument("--opset", type=int, help="ONNX opset (default: torch's)")
+
     from facemtl.pipeline.cli import add_predict_parser
 
     add_predict_parser(commands)
@@ -60,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(config_path: str | None, out: str, overrides: list[str], resume: bool) -> dict:
     from facemtl.config import config_from_dict, load_config
-    from facemtl.engine import Trainer
+    from facemtl.engine import Trainer, distributed
     from facemtl.engine.checkpoint import load_checkpoint
     from facemtl.engine.evaluate import format_metrics
     from facemtl.report import save_prediction_grid
@@ -71,7 +96,13 @@ def _train(config_path: str | None, out: str, overrides: list[str], resume: bool
     else:
         config = load_config(config_path, overrides)
     trainer = Trainer(config, out, resume=resume)
-    results = trainer.fit()
+    main = distributed.is_main()
+    try:
+        results = trainer.fit()
+    finally:
+        distributed.cleanup()
+    if not main:  # under torchrun: rank 0 writes and reports
+        return results
     split = "test" if "test" in results else "val"
     save_prediction_grid(trainer.method.predict, trainer.datasets[split], trainer.tasks, Path(out) / "predictions.png", trainer.device)
     print(format_metrics(results))
@@ -79,8 +110,33 @@ def _train(config_path: str | None, out: str, overrides: list[str], resume: bool
     return results
 
 
+def _launch(args: argparse.Namespace) -> int:
+    """Re-run this ``facemtl train`` in ``args.nproc`` processes through torchrun (``torch.distributed.run``)."""
+    import os
+    import subprocess
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise FacemtlError("--nproc: this process was already started by torchrun; drop --nproc")
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+        "-m", "facemtl", "train", args.config, "--out", args.out, *(["--resume"] if args.resume else []),
+        *[part for override in args.overrides for part in ("--set", override)],
+    ]
+    return subprocess.call(command)
+
+
 def _eval(checkpoint_path: str, overrides: list[str], out: str | None) -> dict:
     import torch
+
+    if checkpoint_path.endswith(".json") or (Path(checkpoint_path) / "ensemble.json").is_file():
+        from facemtl.engine.ensemble import evaluate_ensemble
+        from facemtl.engine.evaluate import format_metrics
+
+        results = evaluate_ensemble(checkpoint_path, overrides)
+        print(format_metrics(results))
+        if out:
+            Path(out).write_text(json.dumps(results, indent=2))
+        return results
 
     from facemtl.config import config_from_dict
     from facemtl.data import build_datasets
@@ -107,6 +163,26 @@ def _eval(checkpoint_path: str, overrides: list[str], out: str | None) -> dict:
     return results
 
 
+def _export(checkpoint: str, out: str, opset: int | None) -> None:
+    from facemtl.export import export_onnx, parity
+
+    path = export_onnx(checkpoint, out, opset)
+    diff = parity(checkpoint, path)  # a wrong export is caught here, not by the user's first predictions
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); onnxruntime vs PyTorch max abs diff {diff:.1e} (fp32)")
+    if diff > 1e-4:
+        raise FacemtlError(f"{path}: onnxruntime and PyTorch outputs differ by {diff:.1e} (> 1e-4); please report it")
+
+
+def _report(run_dir: str, out: str | None = None, max_faces: int = 2000, predictions: bool = True,
+            device: str = "cpu", overrides: list[str] | None = None) -> None:
+    from facemtl.report.html import write_report
+
+    if max_faces < 1:
+        raise FacemtlError(f"--max-faces={max_faces}; expected a positive number of faces")
+    path = write_report(run_dir, out, max_faces, predictions, device, overrides or [])
+    print(f"report: {path}")
+
+
 def _list() -> None:
     from facemtl.data import DATASETS
     from facemtl.methods import METHODS
@@ -121,15 +197,28 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``facemtl`` console script."""
     args = _parser().parse_args(argv)
     try:
+        if args.command == "train" and args.nproc > 1:
+            return _launch(args)
         if args.command == "train":
+            if args.nproc < 1:
+                raise FacemtlError(f"--nproc {args.nproc}: expected at least 1 process")
             _train(args.config, args.out, args.overrides, args.resume)
         elif args.command == "eval":
             _eval(args.checkpoint, args.overrides, args.out)
         elif args.command == "demo":
             out = args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
             _train(None, out, args.overrides, resume=False)
+            _report(out)
+        elif args.command == "report":
+            _report(args.run_dir, args.out, args.max_faces, not args.no_predictions, args.device, args.overrides)
         elif args.command == "list":
             _list()
+        elif args.command == "distill":
+            from facemtl.engine.ensemble import run_distill
+
+            run_distill(args.config, args.teacher, args.students, args.out, args.overrides, args.va_mode)
+        elif args.command == "export":
+            _export(args.checkpoint, args.onnx, args.opset)
         elif args.command == "data":
             from facemtl.data.check import run_check
 

@@ -63,6 +63,12 @@ class DataConfig:
     aug_scale: float = 0.1  # zoom uniform in [1 - aug_scale, 1 + aug_scale]
     aug_shift: float = 0.05  # shift uniform in [-aug_shift, aug_shift] of the image side, per axis
     aug_flip: float = 0.5  # probability of a horizontal flip (swaps left/right landmarks, mirrors pose)
+    # Batch planning and balancing (facemtl.data.sampling; Deng et al.'s incomplete-label recipe).
+    batching: str = "mixed"  # mixed: batches of any faces, masks pick rows | per_task: one sub-batch per task per step
+    balance: str = "none"  # none | auto (au, expr, va) | tasks joined by "+", e.g. "au+expr": balanced samplers
+    mlros_mean_ir: float = 2.0  # ML-ROS: AUs with IRLbl above this are minority labels (official preset)
+    mlros_max_clone: float = 0.5  # ML-ROS: at most this fraction of N cloned
+    mlros_official_weights: bool = False  # reproduce the official weight bug (1/N * clones instead of 1/N * (1 + clones))
 
 
 @dataclass
@@ -73,6 +79,8 @@ class ModelConfig:
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
     pretrained: str = ""  # local .safetensors weight file for the backbone; empty = random init
     drop_rate: float = 0.0  # dropout before the heads
+    va_bins: int = 0  # 0: VA regressed; 20: VA as 20-bin classification + CCC (Deng et al.), outputs va_logits
+    va_bin_values: str = "code"  # binned VA expectation over: code (official linspace(-1, 1, bins)) | centres
 
 
 @dataclass
@@ -110,6 +118,11 @@ class TrainConfig:
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     threads: int = 0  # torch.set_num_threads; 0 = leave torch's default
     progress: bool = True
+    # Speed (README "Distributed / GPU"); each is safe on CPU.
+    amp: str = "none"  # none | bf16: autocast of the forward and loss (no loss scaling needed)
+    channels_last: bool = False  # NHWC weights and batches (faster convolutions on recent GPUs)
+    compile: bool = False  # torch.compile the network in place (first steps slower while it compiles)
+    sync_bn: bool = False  # several CUDA processes: BatchNorm statistics over the global batch
 
 
 @dataclass
@@ -138,6 +151,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "train.scheduler": ("cosine", "step", "exponential", "none"),
     "train.device": ("cpu", "cuda", "auto"),
     "data.augment": ("none", "landmarks"),
+    "train.amp": ("none", "bf16"),
+    "data.batching": ("mixed", "per_task"),
+    "model.va_bin_values": ("code", "centres"),
 }
 
 
@@ -306,3 +322,9 @@ def validate(config: Config) -> None:
             raise FacemtlError(f"{key} must be at least 1")
     if config.data.image_size < 32:
         raise FacemtlError(f"data.image_size={config.data.image_size}; expected at least 32")
+    balance = config.data.balance
+    if balance not in ("none", "auto") and not set(balance.split("+")) <= {"au", "expr", "va"}:
+        raise FacemtlError(f"data.balance={balance!r} is not valid; choose none, auto or tasks joined by '+' (au, expr, va)")
+    if config.model.va_bins < 0 or config.model.va_bins == 1:
+        raise FacemtlError(f"model.va_bins={config.model.va_bins}; expected 0 (regression) or at least 2 bins")
+    _check_range("data.mlros_max_clone", config.data.mlros_max_clone, 0.0, 1.0)

@@ -96,8 +96,25 @@ def save_checkpoint(
         tensors["rng.torch"] = rng_state.clone()
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    replace_durably(tmp, path)
     return path
+
+
+def replace_durably(tmp: Path, path: Path) -> None:
+    """Rename a fully written ``tmp`` over ``path``: readers see the old file or the new one, never half.
+
+    The data is flushed to disk before the rename and the rename itself after it, so a
+    power cut cannot leave a renamed but empty file either (SIGKILL alone could not).
+    """
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    if hasattr(os, "O_DIRECTORY"):  # POSIX: persist the directory entry
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def resolve_checkpoint_path(path: str | Path) -> Path:
@@ -152,3 +169,28 @@ def load_model_state(module: torch.nn.Module, checkpoint: Checkpoint, tasks: lis
             f"{checkpoint.path}: weights do not match the model ({len(missing)} missing e.g. {missing[:3]}, "
             f"{len(unexpected)} unexpected e.g. {unexpected[:3]}); was it trained with another backbone or method?"
         )
+
+
+def load_network(path: str | Path, device: torch.device | str = "cpu") -> tuple[Any, Checkpoint]:
+    """The :class:`~facemtl.models.MultiTaskNet` of a checkpoint (file or run folder) and the checkpoint.
+
+    Weights are loaded strictly and the network is returned in eval mode on ``device``;
+    ``pretrained`` is never read: every weight comes from the checkpoint.
+
+    Raises:
+        FacemtlError: when the weights do not match the network the checkpoint's config describes.
+    """
+    from facemtl.models import MultiTaskNet  # local: keeps reading checkpoints free of model code
+
+    checkpoint = load_checkpoint(path)
+    model = checkpoint.config.get("model", {})
+    # binned VA (model.va_bins) changes the va head; older checkpoints have no such key
+    binned = {key: model[key] for key in ("va_bins", "va_bin_values") if key in model} if model.get("va_bins") else {}
+    net = MultiTaskNet(model.get("backbone", "tiny"), checkpoint.tasks, checkpoint.label_spaces, **binned)
+    # trainer checkpoints hold the method's state: "net." + network keys, plus what the method owns
+    state = {k[4:]: v for k, v in checkpoint.model_state.items() if k.startswith("net.")} or checkpoint.model_state
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise FacemtlError(f"{checkpoint.path}: weights do not match its own config ({str(err).splitlines()[0]})") from None
+    return net.to(device).eval(), checkpoint

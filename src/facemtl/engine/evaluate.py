@@ -54,16 +54,23 @@ def _decode(task: str, output: Any) -> np.ndarray:
     return output.float().cpu().numpy()
 
 
-def task_metrics(task: str, pred: np.ndarray, label: np.ndarray, mask: np.ndarray, spaces: LabelSpaces) -> dict[str, Any] | None:
-    """Metrics of one task over labelled samples; None when nothing is labelled."""
+def task_metrics(
+    task: str, pred: np.ndarray, label: np.ndarray, mask: np.ndarray, spaces: LabelSpaces,
+    au_thresholds: float | np.ndarray = 0.5,
+) -> dict[str, Any] | None:
+    """Metrics of one task over labelled samples; None when nothing is labelled.
+
+    ``au_thresholds``: one decision threshold or one per AU (tuned on validation, e.g. an ensemble's).
+    """
     if not mask.any():
         return None
     if task == "expr":
         return metrics.expression_metrics(label[mask], pred[mask], spaces.expr_classes)
     if task == "au":
-        return metrics.au_metrics(label, pred, spaces.au_names, mask=mask)
+        return metrics.au_metrics(label, pred, spaces.au_names, mask=mask, thresholds=au_thresholds)
     if task == "va":
-        return metrics.va_metrics(label[mask], pred[mask])
+        result = metrics.va_metrics(label[mask], pred[mask])
+        return {**result, "abaw_score": result["ccc_mean"]}  # ABAW 2020 ranks VA by the mean CCC
     if task == "lmk":
         return metrics.landmark_metrics(pred[mask], label[mask])
     if task == "attr":
@@ -72,13 +79,14 @@ def task_metrics(task: str, pred: np.ndarray, label: np.ndarray, mask: np.ndarra
 
 
 def evaluate(
-    predict: Predictor, dataset: FaceDataset, tasks: tuple[str, ...], device: torch.device, batch_size: int = 256
+    predict: Predictor, dataset: FaceDataset, tasks: tuple[str, ...], device: torch.device, batch_size: int = 256,
+    au_thresholds: float | np.ndarray = 0.5,
 ) -> dict[str, Any]:
-    """``{task: metrics}`` for every enabled task with labels in ``dataset``."""
+    """``{task: metrics}`` for every enabled task with labels in ``dataset`` (AU decided at ``au_thresholds``)."""
     collected = collect_predictions(predict, dataset, tasks, device, batch_size)
     results = {}
     for task, arrays in collected.items():
-        result = task_metrics(task, arrays["pred"], arrays["label"], arrays["mask"], dataset.label_spaces)
+        result = task_metrics(task, arrays["pred"], arrays["label"], arrays["mask"], dataset.label_spaces, au_thresholds)
         if result is not None:
             results[task] = result
     return results
@@ -110,8 +118,8 @@ def selection_score(results: dict[str, Any]) -> float:
 
 
 _TABLE_ROWS: dict[str, tuple[str, ...]] = {
-    "expr": ("accuracy", "mean_class_accuracy", "macro_f1"),
-    "au": ("f1_mean", "accuracy"),
+    "expr": ("accuracy", "mean_class_accuracy", "macro_f1", "abaw_score"),
+    "au": ("f1_mean", "accuracy", "abaw_score"),
     "va": ("ccc_valence", "ccc_arousal", "ccc_mean", "rmse_valence", "rmse_arousal"),
     "lmk": ("nme", "failure_rate"),
 }

@@ -7,6 +7,9 @@ the end ``metrics.json`` with the best checkpoint's validation and test metrics.
 
 Resume is exact: batches come from a permutation seeded by ``(train.seed, epoch)``, so a
 run killed at any checkpoint and resumed ends with the same weights as one never killed.
+
+Under ``torchrun`` (or ``facemtl train --nproc N``) each process trains its share of every
+global batch under DDP and only rank 0 writes; see :mod:`facemtl.engine.distributed`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import csv
 import io
 import json
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -28,9 +30,11 @@ from tqdm import tqdm
 
 from facemtl.config import Config, TrainConfig
 from facemtl.data import already_batched, build_datasets, move_batch
+from facemtl.data.sampling import plan_epoch
 from facemtl.device import resolve_device
-from facemtl.engine.checkpoint import load_checkpoint, load_model_state, save_checkpoint
-from facemtl.engine.evaluate import evaluate, primary_scores, selection_score
+from facemtl.engine import distributed
+from facemtl.engine.checkpoint import load_checkpoint, load_model_state, replace_durably, save_checkpoint
+from facemtl.engine.evaluate import primary_scores, selection_score
 from facemtl.methods import METHODS, Method, TrainContext
 from facemtl.models import MultiTaskNet
 from facemtl.tasks import FacemtlError
@@ -89,15 +93,32 @@ def build_optimizer(method: Method, train: TrainConfig) -> torch.optim.Optimizer
 def build_method(config: Config, label_spaces: Any, context: TrainContext) -> Method:
     """Network plus the configured method around it."""
     net = MultiTaskNet(
-        config.model.backbone, config.model.tasks, label_spaces, config.model.pretrained, config.model.drop_rate
+        config.model.backbone, config.model.tasks, label_spaces, config.model.pretrained, config.model.drop_rate,
+        va_bins=config.model.va_bins, va_bin_values=config.model.va_bin_values,
     )
     return METHODS.get(config.method.name)(net, config.method, context)
 
 
+def autocast_training_step(method: Method, device_type: str) -> None:
+    """Run ``method.training_step`` (forward and loss) under bf16 autocast; backward and step stay fp32.
+
+    bf16 keeps fp32's exponent range, so no loss scaling is needed; CPUs run it too.
+    """
+    step = method.training_step
+
+    def autocast_step(batch: dict[str, Any]) -> dict[str, Any]:
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            return step(batch)
+
+    method.training_step = autocast_step  # an instance attribute shadows the class's method
+
+
 def _write_atomic(path: Path, text: str) -> None:
+    if not distributed.is_main():  # one writer per run: rank 0
+        return
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
-    os.replace(tmp, path)
+    replace_durably(tmp, path)
 
 
 class Trainer:
@@ -125,7 +146,7 @@ class Trainer:
         if train.threads > 0:
             torch.set_num_threads(train.threads)
         seed_everything(train.seed)
-        self.device = resolve_device(train.device)
+        self.device = distributed.setup(resolve_device(train.device))  # joins torchrun's group, if any
         self.datasets = build_datasets(config.data)
         self.train_set = self.datasets["train"]
         self.steps_per_epoch = len(epoch_batches(len(self.train_set), train.batch_size, 0, 0))
@@ -135,7 +156,11 @@ class Trainer:
             # Methods whose epoch-end schedule reads validation losses (TCDCN's task-wise early
             # stopping): on_epoch_end runs before the trainer's own validation pass.
             self.method.set_validation_data(self.datasets["val"])
+        if hasattr(self.method, "set_training_data"):  # MAL carves its meta set from the training split
+            self.method.set_training_data(self.train_set)
+        self._speed_options()
         self.optimizer = build_optimizer(self.method, train)
+        self._wrap_training_step()
         self.tasks = self.method.net.tasks
         self.preprocess = {
             "image_size": config.data.image_size,
@@ -150,6 +175,8 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------
     def _save(self, path: Path, resumable: bool) -> None:
+        if not distributed.is_main():
+            return
         save_checkpoint(
             path,
             self.method.state_dict(),
@@ -168,7 +195,8 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint.optimizer_state)
         torch.set_rng_state(checkpoint.rng_state)
         self.state = checkpoint.trainer_state
-        print(f"resumed {self.out_dir} at epoch {self.state['epoch'] + 1}, batch {self.state['batch']}")
+        if distributed.is_main():
+            print(f"resumed {self.out_dir} at epoch {self.state['epoch'] + 1}, batch {self.state['batch']}")
 
     # -- the loop ----------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -191,7 +219,8 @@ class Trainer:
         train, epoch = self.config.train, self.state["epoch"]
         if hasattr(self.train_set, "set_epoch"):  # datasets that redraw a weighted sample per epoch (mix)
             self.train_set.set_epoch(epoch)
-        batches = epoch_batches(len(self.train_set), train.batch_size, train.seed, epoch)[self.state["batch"]:]
+        batches = plan_epoch(self.train_set, self.config.data, self.tasks, train.batch_size, train.seed, epoch)[self.state["batch"]:]
+        batches = distributed.shard_batches(batches)  # this process's share of each global batch
         loader = DataLoader(
             self.train_set, batch_sampler=batches, collate_fn=already_batched,
             num_workers=train.num_workers, pin_memory=self.device.type == "cuda",
@@ -200,10 +229,12 @@ class Trainer:
             generator=torch.Generator().manual_seed(train.seed * 100_003 + epoch),
         )
         self.method.train()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{train.epochs}", leave=False, disable=not train.progress)
+        show = train.progress and distributed.is_main()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{train.epochs}", leave=False, disable=not show)
         for batch in bar:
             self._set_lr()
-            logs = self.method.train_step(move_batch(batch, self.device), self.optimizer, train.grad_clip)
+            logs = self.method.train_step(self._to_device(batch), self.optimizer, train.grad_clip)
+            logs = distributed.mean_logs(logs)  # identical sums in every process: resume needs no reduction
             for key, value in logs.items():
                 self.state["sums"][key] = self.state["sums"].get(key, 0.0) + value
             self.state["count"] += 1
@@ -218,8 +249,52 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * (factor if group["scheduled"] else 1.0)
 
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        batch = move_batch(batch, self.device)
+        if self.config.train.channels_last:
+            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+        return batch
+
+    # -- speed options and DDP ---------------------------------------------------------
+    def _speed_options(self) -> None:
+        """``train.channels_last``, ``sync_bn``, ``compile``: other kernels, same weights and state_dict keys."""
+        train = self.config.train
+        if train.channels_last:
+            self.method.to(memory_format=torch.channels_last)
+        if train.sync_bn and distributed.world_size() > 1:
+            if self.device.type != "cuda":
+                raise FacemtlError("train.sync_bn=true needs CUDA (torch's SyncBatchNorm has no CPU kernel); set it false")
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)  # reuses the parameters and buffers
+        if train.compile:
+            self.method.net.compile()  # in place, unlike torch.compile(net): no "_orig_mod." in checkpoints
+
+    def _wrap_training_step(self) -> None:
+        """DDP (several processes) and bf16 autocast (``train.amp``) around ``method.training_step``.
+
+        Autocast covers the forward and the loss, not backward or the optimiser step, as
+        PyTorch recommends; a method that forwards outside ``training_step`` (MAL's
+        functional passes) runs those in fp32.
+        """
+        self.ddp_step: distributed.DDPStep | None = None
+        if distributed.world_size() > 1:
+            self.ddp_step = distributed.wrap_training_step(self.method, self.device)
+            self.optimizer.register_step_pre_hook(self._average_manual_grads)
+        if self.config.train.amp == "bf16":
+            autocast_training_step(self.method, self.device.type)
+
+    def _average_manual_grads(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
+        # A step whose backward did not come from DDP's forward (a method's own train_step,
+        # MAL) has per-process gradients: average them before the optimiser uses them.
+        assert self.ddp_step is not None
+        if not self.ddp_step.ran:
+            distributed.all_reduce_grads(p for group in optimizer.param_groups for p in group["params"])
+        self.ddp_step.ran = False
+
     def _end_epoch(self, seconds: float) -> dict[str, Any]:
         epoch = self.state["epoch"]
+        # Per-process buffers (BatchNorm statistics of each shard, epoch sums) become rank 0's,
+        # so the epoch-end schedule, validation and checkpoint agree in every process.
+        distributed.broadcast_buffers(self.method)
         method_logs = self.method.on_epoch_end(epoch)
         val = self.evaluate_split("val")
         score = selection_score(val)
@@ -253,7 +328,7 @@ class Trainer:
         _write_atomic(self.out_dir / "log.csv", buffer.getvalue())
 
     def _print_epoch(self, row: dict[str, Any]) -> None:
-        if not self.config.train.progress:
+        if not self.config.train.progress or not distributed.is_main():
             return
         parts = [f"epoch {row['epoch']}/{self.config.train.epochs}", f"loss {row.get('train_loss', float('nan')):.3f}"]
         parts += [f"{k[4:]} {v:.3f}" for k, v in row.items() if k.startswith("val_")]
@@ -264,10 +339,13 @@ class Trainer:
         """Metrics of the current weights on ``val`` or ``test``."""
         self.method.eval()
         with torch.no_grad():
-            return evaluate(self.method.predict, self.datasets[split], self.tasks, self.device, self.config.train.eval_batch_size)
+            return distributed.evaluate_sharded(
+                self.method.predict, self.datasets[split], self.tasks, self.device, self.config.train.eval_batch_size
+            )
 
     def final_metrics(self) -> dict[str, Any]:
         """Reload the best-on-validation weights, evaluate val and test, write ``metrics.json``."""
+        distributed.barrier()  # rank 0 has written the best checkpoint
         load_model_state(self.method, load_checkpoint(self.best_path), self.tasks)
         results = {"val": self.evaluate_split("val")}
         if "test" in self.datasets and len(self.datasets["test"]):

@@ -2,9 +2,11 @@
 
 from facemtl.methods.base import Method, TrainContext
 from facemtl.methods.dacl import DACLMethod
+from facemtl.methods.distill import DistillMethod
+from facemtl.methods.mal import MALMethod
 from facemtl.methods.plain import PlainMethod
 from facemtl.methods.scn import SCNMethod
 from facemtl.methods.tcdcn import TCDCNMethod
 from facemtl.registry import METHODS
 
-__all__ = ["DACLMethod", "METHODS", "Method", "PlainMethod", "SCNMethod", "TCDCNMethod", "TrainContext"]
+__all__ = ["DACLMethod", "DistillMethod", "MALMethod", "METHODS", "Method", "PlainMethod", "SCNMethod", "TCDCNMethod", "TrainContext"]

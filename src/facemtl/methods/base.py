@@ -22,6 +22,7 @@ from torch import nn
 
 from facemtl.config import MethodConfig, TrainConfig
 from facemtl.losses import attribute_cross_entropy, ccc_loss, masked_bce, masked_cross_entropy, masked_regression
+from facemtl.losses.va import va_bin_loss
 from facemtl.models import MultiTaskNet
 from facemtl.tasks import FacemtlError
 
@@ -144,15 +145,21 @@ class Method(nn.Module):
             elif task == "au":
                 losses[task] = masked_bce(outputs[task], labels[task], mask[task])
             elif task == "va":
-                losses[task] = self._va_loss(outputs[task], labels[task], mask[task])
+                losses[task] = self._va_loss(outputs[task], labels[task], mask[task], outputs.get("va_logits"))
             elif task == "lmk":
                 losses[task] = masked_regression(outputs[task], labels[task], mask[task], self.config.lmk_loss)
             elif task == "attr":
                 losses[task] = sum(attribute_cross_entropy(outputs[task], labels[task], mask[task]).values())
         return losses
 
-    def _va_loss(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _va_loss(
+        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor | None = None
+    ) -> torch.Tensor:
         kind = self.config.va_loss
+        if logits is not None:  # binned VA (model.va_bins): CE per dimension + (1 - CCC) if va_loss has ccc
+            values = self.net.heads["va"].values
+            loss = va_bin_loss(logits, target, mask, 1.0 if "ccc" in kind else 0.0, values)
+            return loss + masked_regression(pred, target, mask, "mse") if "mse" in kind else loss
         loss = pred.sum() * 0.0
         if "mse" in kind:
             loss = loss + masked_regression(pred, target, mask, "mse")

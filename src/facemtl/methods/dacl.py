@@ -20,6 +20,8 @@ Departures from the official code, and why:
 - The centre step is a manual ``c -= alpha * g`` after the model's optimiser step, which
   is what the official separate ``SGD(centers, lr=alpha)`` without momentum or decay does.
 - Samples without an expression label are left out of the centre loss and update.
+- Under DDP the centre step is computed from the whole global batch (gathered from every
+  process), identically in every process, as a single process would.
 """
 
 from __future__ import annotations
@@ -102,6 +104,8 @@ class DACLMethod(Method):
         return [{"params": [p for n, p in self.named_parameters() if n != "centers" and p.requires_grad]}]
 
     def training_step(self, batch: Batch) -> dict[str, Any]:
+        from facemtl.engine.distributed import gather_cat  # local: facemtl.engine imports the methods
+
         outputs = self.net(batch["image"])
         attention = self.attention(outputs["feat_map"]) if self.config.attention else torch.ones_like(outputs["feat"])
         result = self.combine(self.task_losses(outputs, batch))
@@ -113,6 +117,10 @@ class DACLMethod(Method):
         result["loss"] = result["loss"] + self.config.lamb * center_loss
         result["logs"]["loss_center"] = float(center_loss.detach())
         with torch.no_grad():
+            # The whole global batch (every DDP process's samples; identity in one process).
+            feat, weights, target, attention = (
+                gather_cat(t) for t in (feat.detach(), weights.detach(), target, attention.detach())
+            )
             if official:
                 result["center_direction"] = center_update_direction(feat, weights, self.centers, target)
             self.stats.add("attention", attention)

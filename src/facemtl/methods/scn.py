@@ -17,6 +17,9 @@ Where this departs from the official code (kaiwang960112/Self-Cure-Network), and
   label (multi-task batches may mix unlabelled ones).
 - ``margin_1`` defaults to 0.07, the README's value for batch 64 (the paper's 0.15 was
   tuned for batch 1024).
+- Under DDP the rank regulariser and the relabel rule see the whole global batch
+  (gathered from every process), so groups, relabels and statistics are those of a
+  single-process run and identical in every process.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from facemtl.methods.base import Batch, EpochStats, Method, TrainContext
 from facemtl.models import MultiTaskNet
 from facemtl.registry import METHODS
 from facemtl.tasks import FacemtlError
-
 
 
 @dataclass
@@ -76,21 +78,29 @@ class SCNMethod(Method):
         return torch.where(stored >= 0, stored, batch["labels"]["expr"])
 
     def training_step(self, batch: Batch) -> dict[str, Any]:
+        from facemtl.engine.distributed import gather_cat  # local: facemtl.engine imports the methods
+
         outputs = self.net(batch["image"])
         importance = self.importance(outputs["feat"]).squeeze(1)
         scaled = importance.unsqueeze(1) * outputs["expr"]
         labels = self.current_labels(batch)
         relabeled_batch = {**batch, "labels": {**batch["labels"], "expr": labels}}
         losses = self.task_losses({**outputs, "expr": scaled}, relabeled_batch)  # expr CE here is the WCE
-        mask = batch["mask"]["expr"].bool()
-        rr_loss, high = rank_regularization(importance[mask], self.config.beta, self.config.margin_1)
+        # The high/low split ranks the whole global batch: gathered from every process (DDP),
+        # differentiably, so the RR gradient is the single-process one (identity in one process).
+        mask = gather_cat(batch["mask"]["expr"].bool())
+        all_importance = gather_cat(importance, grad=True)
+        rr_loss, high = rank_regularization(all_importance[mask], self.config.beta, self.config.margin_1)
         result = self.combine(losses)
         result["loss"] = result["loss"] + self.config.rr_weight * rr_loss
         result["logs"]["loss_rr"] = float(rr_loss.detach())
         with torch.no_grad():
-            self._record(importance[mask], rr_loss, {k: v[mask] for k, v in batch["info"].items()})
+            info = {k: gather_cat(v) for k, v in batch["info"].items() if k in ("expr_flipped", "expr_clean")}
+            self._record(all_importance[mask], rr_loss, {k: v[mask] for k, v in info.items()})
             if int(self.epochs_done) + 1 >= self.config.relabel_epoch:
-                self._relabel(scaled[mask], labels[mask], high, batch["index"][mask], batch["info"], mask)
+                # Every process applies the same relabels (of every process's samples) to its buffer.
+                scaled, labels, index = (gather_cat(t) for t in (scaled.detach(), labels, batch["index"]))
+                self._relabel(scaled[mask], labels[mask], high, index[mask], info, mask)
         return result
 
     def _relabel(

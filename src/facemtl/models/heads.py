@@ -19,6 +19,29 @@ class AttributeHead(nn.Module):
         return {name: layer(feat) for name, layer in self.classifiers.items()}
 
 
+class VABinHead(nn.Module):
+    """Valence and arousal as ``bins``-way classifications (Deng et al.): logits ``[B, 2, bins]``.
+
+    :meth:`expectation` turns logits into the continuous ``[B, 2]`` prediction
+    ``sum_b softmax_b * values_b`` (``values``: see :func:`facemtl.losses.va.va_bin_values`).
+    """
+
+    def __init__(self, in_features: int, bins: int = 20, values: str = "code") -> None:
+        super().__init__()
+        from facemtl.losses.va import va_bin_values  # local: losses import nothing from models
+
+        self.bins = bins
+        self.linear = nn.Linear(in_features, 2 * bins)
+        self.register_buffer("values", va_bin_values(bins, values), persistent=False)
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        return self.linear(feat).view(-1, 2, self.bins)
+
+    def expectation(self, logits: torch.Tensor) -> torch.Tensor:
+        """``[B, 2, bins]`` logits -> ``[B, 2]`` expected values in [-1, 1]."""
+        return torch.softmax(logits, dim=-1) @ self.values.to(logits.dtype)
+
+
 class LandmarkHead(nn.Module):
     """Regresses K (x, y) points in image-normalised coordinates: ``[B, K, 2]``.
 
@@ -40,12 +63,17 @@ class LandmarkHead(nn.Module):
         return self.linear(feat).view(-1, self.num_landmarks, 2) + 0.5
 
 
-def build_head(task: str, in_features: int, spaces: LabelSpaces, spatial: bool = True) -> nn.Module:
-    """Head for one task: expr logits [B, C], au logits [B, A], va [B, 2], lmk [B, K, 2], attr dict."""
+def build_head(
+    task: str, in_features: int, spaces: LabelSpaces, spatial: bool = True, va_bins: int = 0, va_bin_values: str = "code"
+) -> nn.Module:
+    """Head for one task: expr logits [B, C], au logits [B, A], va [B, 2] (or [B, 2, va_bins] bin
+    logits when ``va_bins`` > 0), lmk [B, K, 2], attr dict."""
     if task == "attr":
         return AttributeHead(in_features, spaces.attributes)
     if task == "lmk":
         return LandmarkHead(in_features, spaces.num_landmarks, spatial)
+    if task == "va" and va_bins:
+        return VABinHead(in_features, va_bins, va_bin_values)
     if task == "va":  # valence and arousal live in [-1, 1]
         return nn.Sequential(nn.Linear(in_features, 2), nn.Tanh())
     return nn.Linear(in_features, spaces.output_size(task))

@@ -23,6 +23,9 @@ class MultiTaskNet(nn.Module):
         label_spaces: sizes and names of each task's outputs.
         pretrained: optional local ``.safetensors`` backbone weights.
         drop_rate: dropout on the pooled feature before the heads.
+        va_bins: 0 = VA regressed directly; N > 0 = VA as N-bin classification (Deng et al.):
+            ``va`` is then the expectation over bins and ``va_logits`` the ``[B, 2, N]`` logits.
+        va_bin_values: bin values of that expectation, ``code`` (official) or ``centres``.
 
     ``forward(images)`` takes RGB images ``[B, 3, H, W]`` scaled to [0, 1] (normalisation
     happens inside, so exported models take the same input) and returns a dict with one
@@ -38,6 +41,8 @@ class MultiTaskNet(nn.Module):
         label_spaces: LabelSpaces,
         pretrained: str = "",
         drop_rate: float = 0.0,
+        va_bins: int = 0,
+        va_bin_values: str = "code",
     ) -> None:
         super().__init__()
         check_tasks(tasks)
@@ -47,7 +52,9 @@ class MultiTaskNet(nn.Module):
         self.num_features = int(self.backbone.num_features)
         self.dropout = nn.Dropout(drop_rate)
         spatial = _has_spatial_features(self.backbone)
-        self.heads = nn.ModuleDict({t: build_head(t, self.num_features, label_spaces, spatial) for t in self.tasks})
+        self.heads = nn.ModuleDict(
+            {t: build_head(t, self.num_features, label_spaces, spatial, va_bins, va_bin_values) for t in self.tasks}
+        )
         self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -60,6 +67,9 @@ class MultiTaskNet(nn.Module):
         for task in self.tasks:
             # The landmark head also reads the feature map: positions need spatial layout.
             outputs[task] = self.heads[task](dropped, feat_map) if task == "lmk" else self.heads[task](dropped)
+            if task == "va" and hasattr(self.heads[task], "expectation"):  # binned VA: keep va continuous [B, 2]
+                outputs["va_logits"] = outputs[task]
+                outputs[task] = self.heads[task].expectation(outputs[task])
         outputs["feat"] = feat
         outputs["feat_map"] = feat_map
         return outputs

@@ -6,6 +6,10 @@ faces *and* frames) -> rows (:mod:`~facemtl.pipeline.schema`) -> CSV / DataFrame
 
 Rows are produced in input order while at most about ``2 x batch_size`` frames wait for
 the model, so a long video streams through in bounded memory.
+
+The network runs behind a backend (:mod:`~facemtl.pipeline.backends`): PyTorch for a
+``.safetensors`` checkpoint, onnxruntime for a ``facemtl export`` ``.onnx`` file. Nothing
+here imports torch, so the ONNX path runs where torch is not installed.
 """
 
 from __future__ import annotations
@@ -20,12 +24,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
-import torch
 
-from facemtl.device import resolve_device
 from facemtl.pipeline import schema
-from facemtl.data.augment import to_grey
 from facemtl.pipeline.align import apply, face_transform, invert, to_crop_pixels, warp_face
+from facemtl.pipeline.backends import OnnxModel, TorchModel, load_model, pick_backend, postprocess, to_grey
 from facemtl.pipeline.detect import Detection, WholeImageDetector, create_detector
 from facemtl.pipeline.sources import Frame, Source, count_frames, expand_sources, iter_frames
 from facemtl.pipeline.video import IoUTracker
@@ -66,19 +68,23 @@ class FaceAnalyzer:
     Construction is cheap: the weights and the detector load on first use.
 
     Args:
-        checkpoint: run folder or ``.safetensors`` file; default ``$FACEMTL_CHECKPOINT``, else
-            the model shipped in the package (:mod:`facemtl.weights`, hash-checked).
+        checkpoint: run folder, ``.safetensors`` file or ``.onnx`` file (``facemtl export``);
+            default ``$FACEMTL_CHECKPOINT``, else the model shipped in the package
+            (:mod:`facemtl.weights`, hash-checked).
         detector: ``auto`` (YuNet, else Haar), ``yunet``, ``haar`` or ``none`` (each image
             is already one face crop); see :mod:`facemtl.pipeline.detect`.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
         batch_size: faces per forward pass, gathered across frames and files.
         detector_options: keyword arguments for the detector (e.g. ``model`` for YuNet's
             ONNX file, ``score_threshold``, ``max_side``).
+        backend: ``torch`` or ``onnx`` (onnxruntime, no torch needed: ``pip install
+            'facemtl[onnx]'``); default: ``onnx`` for a ``.onnx`` file, else ``torch``.
 
     Example:
         >>> analyzer = FaceAnalyzer("runs/demo/checkpoints/best.safetensors")
         >>> df = analyzer.predict("group.jpg")                 # one row per face
         >>> analyzer.predict("talk.mp4", out="talk.csv", every=5)  # streamed to disk
+        >>> FaceAnalyzer("model.onnx", backend="onnx").predict("group.jpg")  # same columns
 
     Attributes:
         timings: seconds spent per stage (``decode``, ``detect``, ``align``, ``model``,
@@ -86,7 +92,8 @@ class FaceAnalyzer:
     """
 
     def __init__(self, checkpoint: str | Path | None = None, detector: str = "auto", device: str = "cpu",
-                 batch_size: int = 32, detector_options: dict[str, Any] | None = None) -> None:
+                 batch_size: int = 32, detector_options: dict[str, Any] | None = None,
+                 backend: str | None = None) -> None:
         path = checkpoint or os.environ.get("FACEMTL_CHECKPOINT")
         if not path:
             from facemtl.weights import base_model
@@ -95,36 +102,28 @@ class FaceAnalyzer:
         if batch_size < 1:
             raise FacemtlError(f"batch size must be >= 1, got {batch_size}")
         self.checkpoint_path = Path(path)
+        self.backend = pick_backend(self.checkpoint_path, backend)
         self.detector_name = detector
         self.detector_options = dict(detector_options or {})
-        self.device = resolve_device(device)
+        self.device: Any = device
+        if self.backend == "torch":  # a missing GPU is reported here, before any work
+            from facemtl.device import resolve_device
+
+            self.device = resolve_device(device)
         self.batch_size = batch_size
         self.timings: dict[str, float] = defaultdict(float)
-        self._net: torch.nn.Module | None = None
+        self._model: TorchModel | OnnxModel | None = None
         self._detector: Any = None
 
     # -- loading ----------------------------------------------------------------------
-    def _load(self) -> torch.nn.Module:
-        if self._net is not None:
-            return self._net
-        from facemtl.engine.checkpoint import load_checkpoint
-        from facemtl.models import MultiTaskNet
-
-        ckpt = load_checkpoint(self.checkpoint_path)
-        self.tasks, self.label_spaces = tuple(ckpt.tasks), ckpt.label_spaces
-        self.image_size = int(ckpt.preprocess.get("image_size") or ckpt.config["data"]["image_size"])
-        template = ckpt.preprocess.get("template_5pt")
-        self.template = np.asarray(template, np.float64) if template else None
-        self.grey = bool(ckpt.config["data"].get("grey", False))  # trained on grey faces: feed grey faces
-        # pretrained="" on purpose: every weight comes from the checkpoint, loaded strictly below
-        net = MultiTaskNet(ckpt.config["model"]["backbone"], ckpt.tasks, ckpt.label_spaces)
-        state = {k[4:]: v for k, v in ckpt.model_state.items() if k.startswith("net.")} or ckpt.model_state
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise FacemtlError(f"{ckpt.path}: weights do not match its own config ({str(err).splitlines()[0]})") from None
-        self._net = net.to(self.device).eval()
-        return self._net
+    def _load(self) -> TorchModel | OnnxModel:
+        if self._model is None:
+            model = load_model(self.checkpoint_path, self.backend, str(self.device))
+            info = model.info
+            self.tasks, self.label_spaces, self.image_size = info.tasks, info.label_spaces, info.image_size
+            self.template, self.grey = info.template, info.grey
+            self._model = model
+        return self._model
 
     def _get_detector(self) -> Any:
         if self._detector is None:
@@ -272,22 +271,10 @@ class FaceAnalyzer:
     def _run_model(self, faces: list[_Face]) -> None:
         """One forward pass over ``faces``; stores per-face outputs and frees the crops."""
         start = time.perf_counter()
-        crops = torch.from_numpy(np.stack([face.crop for face in faces])).to(self.device)
-        images = crops.permute(0, 3, 1, 2).float().div_(255.0)  # uint8 over the bus, float on the device
+        images = np.stack([face.crop for face in faces]).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
         if self.grey:
             images = to_grey(images)
-        with torch.inference_mode():
-            out = self._net(images)
-        numpy: dict[str, Any] = {}
-        for task in self.tasks:
-            if task == "expr":
-                numpy[task] = out[task].softmax(dim=1).cpu().numpy()
-            elif task == "au":
-                numpy[task] = out[task].sigmoid().cpu().numpy()
-            elif task == "attr":
-                numpy[task] = {name: logits.softmax(dim=1).cpu().numpy() for name, logits in out[task].items()}
-            else:
-                numpy[task] = out[task].float().cpu().numpy()
+        numpy = postprocess(self._model(np.ascontiguousarray(images)), self.tasks, self.label_spaces)
         for i, face in enumerate(faces):
             face.outputs = {t: ({n: v[i] for n, v in o.items()} if isinstance(o, dict) else o[i]) for t, o in numpy.items()}
             face.crop = None

@@ -20,7 +20,11 @@ def add_predict_parser(commands: Any) -> None:
                     "become success=0 rows with a warning; processing continues.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image, video or folder (searched recursively)")
-    parser.add_argument("--checkpoint", help="run folder or .safetensors file (default: $FACEMTL_CHECKPOINT, else the shipped model)")
+    parser.add_argument("--checkpoint", help="run folder, .safetensors checkpoint or .onnx file from `facemtl export` "
+                             "(default: $FACEMTL_CHECKPOINT, else the shipped model)")
+    parser.add_argument("--backend", choices=["torch", "onnx"],
+                        help="run the network with PyTorch or onnxruntime (needs facemtl[onnx], not torch; "
+                             "the model must be a .onnx file); default: onnx for a .onnx file, else torch")
     parser.add_argument("--out", help="CSV file to write (default: standard output)")
     parser.add_argument("--every", type=int, default=1, metavar="N", help="analyse every N-th video frame")
     parser.add_argument("--annotate", metavar="DIR", help="write pictures / videos with boxes, landmarks and expression")
@@ -44,7 +48,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from facemtl.pipeline.writers import CsvWriter
 
     analyzer = FaceAnalyzer(args.checkpoint, detector="none" if args.no_detect else args.detector,
-                            device=args.device, batch_size=args.batch_size)
+                            device=args.device, batch_size=args.batch_size, backend=args.backend)
     with warnings.catch_warnings():
         warnings.showwarning = _warn_one_line
         batches = analyzer.iter_rows(args.inputs, every=args.every, annotate=args.annotate, progress=True)

@@ -15,6 +15,7 @@ Detectors are a small pluggable stage: :data:`DETECTORS` maps a name to a class 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import urllib.request
@@ -64,8 +65,16 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@functools.lru_cache(maxsize=None)
+def _packaged_yunet() -> Path | None:
+    """The YuNet file shipped in ``facemtl/weights`` (232 KB, MIT), if present and intact."""
+    packaged = Path(__file__).resolve().parents[1] / "weights" / YUNET_FILE
+    return packaged if packaged.is_file() and _sha256(packaged) == YUNET_SHA256 else None
+
+
 def yunet_model_path(path: str | Path | None = None, download: bool = True) -> Path:
-    """Locate the YuNet ONNX file: ``path``, else ``$FACEMTL_YUNET``, else the cache, else download.
+    """Locate the YuNet ONNX file: ``path``, else ``$FACEMTL_YUNET``, else the copy shipped in
+    the package (``facemtl/weights``), else the cache, else download.
 
     The download (once, into ``~/.cache/facemtl``) is hash-checked and written atomically,
     so a half-finished or tampered file is never used.
@@ -78,6 +87,9 @@ def yunet_model_path(path: str | Path | None = None, download: bool = True) -> P
         if not Path(explicit).is_file():
             raise FacemtlError(f"YuNet model {explicit} does not exist")
         return Path(explicit)
+    packaged = _packaged_yunet()
+    if packaged is not None:
+        return packaged
     cached = _cache_dir() / YUNET_FILE
     if cached.is_file():
         return cached

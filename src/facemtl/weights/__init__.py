@@ -16,7 +16,7 @@ from facemtl.tasks import FacemtlError
 
 BASE_MODEL = Path(__file__).with_name("facemtl_base.safetensors")
 #: SHA-256 of the shipped file (benchmarks/real_model.py --print-hash recomputes it).
-BASE_SHA256 = ""
+BASE_SHA256 = "3d5a27a688bd732ccf2da1b972f915969468aaafc7db20a0b7efa439167d508d"
 
 
 def sha256(path: str | Path) -> str:

@@ -1,0 +1,170 @@
+"""MAL vs fixed-weight multi-task training when part of the auxiliary (expression) labels are random.
+
+On the synthetic benchmark (tasks ``au`` + ``expr``, a fraction of training expression labels
+flipped, optionally few AU labels), for each seed and the same number of real updates:
+
+- ``au_only``: the plain method with expression weight 0 (same network);
+- ``rho=<r>``: the plain method with expression task weight r (fixed multi-task weighting);
+- ``mal`` (and ``mal_<input>`` variants): MAL with the meta-net reading ``--meta-inputs``.
+
+It reports the AU mean F1 on test (best-on-validation checkpoint), MAL's mean learned
+expression weight on clean vs corrupted training samples (last epoch), and, measured in the
+same process on the same batches, the wall time of one MAL step relative to one plain
+multi-task step, for the full virtual step and the heads-only option.
+
+    python benchmarks/mal_aux.py --quick --json mal.json    # about 12 CPU-minutes at one thread (estimate)
+    python benchmarks/mal_aux.py --json mal.json            # full: 3 seeds, 6000 faces, 12 epochs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from _common import mean_std, train_run
+
+from facemtl.config import load_config
+from facemtl.data import build_datasets
+from facemtl.engine.trainer import build_method, build_optimizer
+from facemtl.methods import TrainContext
+
+
+#: --quick: about 12 CPU-minutes (estimated from step times) for the 3 seeds (1,000 faces, 32 px, 5 epochs)
+QUICK = {"num_train": 1000, "num_val": 300, "num_test": 500, "image_size": 32, "epochs": 5, "meta_size": 50,
+         "au_fraction": 0.5, "timing_steps": 10}
+
+
+def base_overrides(args: argparse.Namespace, seed: int) -> list[str]:
+    return [
+        "model.tasks=[au,expr]", f"model.backbone={args.backbone}",
+        f"data.label_noise={args.noise}", f"data.label_fraction.au={args.au_fraction}",
+        f"data.seed={seed}", f"train.seed={seed}", f"data.num_train={args.num_train}",
+        f"data.num_val={args.num_val}", f"data.num_test={args.num_test}", f"data.image_size={args.image_size}",
+        f"train.epochs={args.epochs}", f"train.lr={args.lr}", "train.warmup_epochs=1", "train.threads=1",
+    ]
+
+
+def mal_overrides(args: argparse.Namespace, meta_input: str, virtual_step: str = "all") -> list[str]:
+    return [
+        "method.name=mal", f"method.meta_input={meta_input}", f"method.virtual_step={virtual_step}",
+        f"method.meta_size={args.meta_size}", f"method.meta_batch_size={args.meta_batch_size}",
+        f"method.meta_lr={args.meta_lr}", f"method.normalize={args.normalize}",
+    ]
+
+
+def variants(args: argparse.Namespace) -> dict[str, list[str]]:
+    out = {"au_only": ["method.name=plain", "method.task_weights.expr=0"]}
+    out.update({f"rho={r:g}": ["method.name=plain", f"method.task_weights.expr={r}"] for r in args.rhos})
+    for meta_input in args.meta_inputs:
+        out["mal" if meta_input == "feat" else f"mal_{meta_input}"] = mal_overrides(args, meta_input, args.virtual_step)
+    return out
+
+
+def train_one(name: str, overrides: list[str]) -> dict:
+    run = train_run(overrides)
+    result = {"variant": name, "au_f1": run["test"]["au"]["f1_mean"]}
+    last = run["rows"][-1]
+    for key in ("weight_expr_clean", "weight_expr_flipped", "weight_au", "meta_size"):
+        if last.get(key):
+            result[key] = float(last[key])
+    return result
+
+
+def step_times(args: argparse.Namespace, repeats: int) -> dict[str, float]:
+    """Median seconds per training step of plain multi-task, MAL (full) and MAL (heads), same batches."""
+    torch.set_num_threads(1)
+    overrides = base_overrides(args, 0)
+    configs = {
+        "plain": load_config(None, overrides + ["method.name=plain"]),
+        "mal_full": load_config(None, overrides + mal_overrides(args, "feat", "all")),
+        "mal_heads": load_config(None, overrides + mal_overrides(args, "feat", "heads")),
+    }
+    train = build_datasets(configs["plain"].data, splits=("train",))["train"]
+    steppers = {}
+    for name, config in configs.items():
+        method = build_method(config, train.label_spaces, TrainContext(len(train), 1, 1))
+        if hasattr(method, "set_training_data"):
+            method.set_training_data(train)
+        steppers[name] = (method.train(), build_optimizer(method, config.train))
+    batch_size = configs["plain"].train.batch_size
+    times: dict[str, list[float]] = {name: [] for name in steppers}
+    for step in range(repeats + 2):  # interleaved, so drifts in machine load hit all three alike
+        start = step * batch_size % max(len(train) - batch_size, 1)
+        batch = train.__getitems__(list(range(start, start + batch_size)))
+        for name, (method, optimizer) in steppers.items():
+            started = time.perf_counter()
+            method.train_step(batch, optimizer)
+            if step >= 2:  # first two: warm-up
+                times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def summarise(results: list[dict]) -> list[dict]:
+    table = []
+    for name in dict.fromkeys(r["variant"] for r in results):
+        runs = [r for r in results if r["variant"] == name]
+        row = {"variant": name, "au_f1": [r["au_f1"] for r in runs]}
+        for key in ("weight_expr_clean", "weight_expr_flipped", "weight_au"):
+            values = [r[key] for r in runs if key in r]
+            row[key] = statistics.mean(values) if values else None
+        table.append(row)
+    return table
+
+
+def print_table(table: list[dict], times: dict[str, float]) -> None:
+    print(f"{'variant':>16} | {'AU F1 test (%)':>15} | {'w expr clean':>12} {'w expr corrupt':>14} {'w au':>6}")
+    for row in table:
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"
+        print(f"{row['variant']:>16} | {mean_std(row['au_f1'], 100):>15} | {fmt(row['weight_expr_clean']):>12} "
+              f"{fmt(row['weight_expr_flipped']):>14} {fmt(row['weight_au']):>6}")
+    print("AU mean F1 on test, best-on-validation checkpoint, mean ± std over seeds; weights: MAL's last epoch mean")
+    plain = times["plain"]
+    print(f"step time: plain multi-task {1000 * plain:.1f} ms; MAL full {1000 * times['mal_full']:.1f} ms "
+          f"({times['mal_full'] / plain:.2f}x); MAL heads-only {1000 * times['mal_heads']:.1f} ms ({times['mal_heads'] / plain:.2f}x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small run (~10 min at one thread)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--noise", type=float, default=0.4, help="fraction of training expression labels flipped")
+    parser.add_argument("--au-fraction", type=float, default=0.3, help="fraction of training faces with AU labels")
+    parser.add_argument("--rhos", type=float, nargs="+", default=[0.1, 0.5, 1.0])
+    parser.add_argument("--meta-inputs", nargs="+", default=["feat", "feat+loss"], help="MAL variants (feat = paper)")
+    parser.add_argument("--meta-size", type=int, default=300)
+    parser.add_argument("--meta-batch-size", type=int, default=32)
+    parser.add_argument("--meta-lr", type=float, default=1e-3)
+    parser.add_argument("--virtual-step", default="all", choices=["all", "heads"], help="MAL's virtual step in the accuracy runs")
+    parser.add_argument("--normalize", default="batch", choices=["none", "batch", "sum"])
+    parser.add_argument("--num-train", type=int, default=6000)
+    parser.add_argument("--num-val", type=int, default=1000)
+    parser.add_argument("--num-test", type=int, default=2000)
+    parser.add_argument("--image-size", type=int, default=48)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--backbone", default="tiny")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--timing-steps", type=int, default=20)
+    parser.add_argument("--json", help="write per-run results, the summary and the step times here")
+    args = parser.parse_args()
+    if args.quick:  # smaller defaults; flags given explicitly still win
+        for key, value in QUICK.items():
+            if getattr(args, key) == parser.get_default(key):
+                setattr(args, key, value)
+    times = step_times(args, args.timing_steps)
+    results = []
+    for seed in args.seeds:
+        for name, extra in variants(args).items():
+            results.append({"seed": seed, **train_one(name, base_overrides(args, seed) + extra)})
+            print(f"seed {seed} {name}: AU F1 {100 * results[-1]['au_f1']:.2f}", flush=True)
+    table = summarise(results)
+    print_table(table, times)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "runs": results, "summary": table, "step_seconds": times}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

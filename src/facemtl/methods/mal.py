@@ -1,0 +1,375 @@
+"""MAL — Meta Auxiliary Learning for facial action unit detection (Yong Li, Shiguang Shan,
+IEEE Transactions on Affective Computing; arXiv 2105.06620).
+
+AU detection (main task, multi-label BCE) is trained together with facial expression
+recognition (auxiliary task, CE). A meta-net g(feature; psi) gives every AU sample and
+every expression sample a non-negative weight; psi is learned so that one SGD step on the
+weighted loss lowers the *unweighted* AU loss on a small held-out AU "meta" set. One
+iteration (methods.md §1(a)):
+
+1. meta-train: weights w(psi) from the current features; a differentiable virtual step
+   theta*(psi) = theta - alpha * grad L_train(theta; psi) (``torch.func.functional_call``
+   on the unchanged network, no rewritten layers);
+2. meta-test: L_val(theta*(psi)), the plain AU loss of a meta batch; one step on psi;
+3. base learning: weights recomputed with the new psi, detached; the real optimiser step.
+
+There is no official code; the paper leaves these open, so they are options (defaults in
+:class:`MALConfig`): weight normalisation (``normalize``), the meta-net's input and width,
+which parameters take the virtual step (``virtual_step: all | heads`` = heads + last
+backbone stage), the inner lr (default: the optimiser's current lr) and the meta optimiser
+(Adam, as Meta-Weight-Net).
+
+Engineering choices, and why:
+
+- The base batch is forwarded once, on the real parameters with *copies* of the BatchNorm
+  buffers; the virtual step and the real step both use that graph, and the copies' updated
+  running statistics are written back after the real step. So BN statistics move once per
+  iteration, and the meta passes never touch theta, its optimiser or its BN buffers.
+- The meta-net reads detached features (and losses): weights depend on psi only, as in
+  Meta-Weight-Net's code.
+- The meta-net has one output per weighted task (``au``, ``expr``): a face may carry both
+  labels (synthetic benchmark). With ``weight_au: false`` it is the paper's d -> 100 -> 1.
+- The meta set (K faces with AU labels) is carved from the *training* split with a seeded
+  draw and removed from every base batch; K is logged. psi and its optimiser's state are
+  buffers and parameters of this module, so checkpoints and resume cover them.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from facemtl.config import MethodConfig
+from facemtl.data.dataset import move_batch
+from facemtl.losses.meta import NORMALIZATIONS, au_entry_losses, expr_sample_losses, virtual_sgd_step, weighted_task_loss
+from facemtl.methods.base import Batch, EpochStats, Method, TrainContext
+from facemtl.models import MultiTaskNet
+from facemtl.registry import METHODS
+from facemtl.tasks import FacemtlError
+
+_CHOICES = {
+    "normalize": NORMALIZATIONS,
+    "virtual_step": ("all", "heads"),
+    "meta_input": ("feat", "loss", "feat+loss"),
+    "meta_optimizer": ("adam", "sgd"),
+}
+
+
+@dataclass
+class MALConfig(MethodConfig):
+    """MAL options; every value the paper does not give is a documented default."""
+
+    name: str = "mal"
+    meta_size: int = 256  # K: AU-labelled training faces held out as the meta set
+    meta_batch_size: int = 32  # meta-test batch drawn from the meta set each iteration
+    meta_lr: float = 1e-3  # beta, lr of the meta-net's optimiser
+    meta_optimizer: str = "adam"  # adam (Meta-Weight-Net) | sgd
+    meta_weight_decay: float = 0.0
+    meta_hidden: int = 100  # meta-net width: d -> hidden -> outputs, sigmoid
+    meta_input: str = "feat"  # feat (paper: g(f(x))) | loss (Meta-Weight-Net) | feat+loss
+    weight_au: bool = True  # also weight AU samples; false fixes their weights at 1
+    normalize: str = "batch"  # batch: sum(w l)/n | sum: sum(w l)/sum(w) | none: sum(w l)
+    virtual_step: str = "all"  # parameters taking the virtual step: all | heads (+ last backbone stage)
+    inner_lr: float = 0.0  # alpha; 0 = the real optimiser's current lr (first group)
+    meta_seed: int = 0  # seeds the meta-set draw and the meta batches
+
+    def check(self) -> None:
+        for key, choices in _CHOICES.items():
+            if getattr(self, key) not in choices:
+                raise FacemtlError(f"method.{key}={getattr(self, key)!r} is not valid; choose from: {', '.join(choices)}")
+        for key in ("meta_size", "meta_batch_size", "meta_hidden"):
+            if getattr(self, key) < 1:
+                raise FacemtlError(f"method.{key}={getattr(self, key)} must be at least 1")
+        if self.meta_lr < 0 or self.inner_lr < 0:
+            raise FacemtlError("method.meta_lr and method.inner_lr must be >= 0")
+
+
+class MetaWeightNet(nn.Module):
+    """g(x; psi): an MLP ``d -> hidden -> outputs`` with a sigmoid, one weight per task column.
+
+    Args:
+        in_features: input width d.
+        hidden: hidden width.
+        outputs: weighted tasks.
+    """
+
+    def __init__(self, in_features: int, hidden: int, outputs: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, outputs), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, d] -> [B, outputs]`` weights in (0, 1)."""
+        return self.mlp(x)
+
+
+class MetaOptimizer(nn.Module):
+    """Adam (bias-corrected, as ``torch.optim.Adam``) or SGD on psi, its state held as buffers.
+
+    Buffers make the state part of the method's ``state_dict``: checkpoints (tensors only)
+    and exact resume cover it with no change to the trainer.
+    """
+
+    def __init__(self, params: list[nn.Parameter], kind: str, lr: float, weight_decay: float = 0.0,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        super().__init__()
+        self.kind, self.lr, self.weight_decay, self.betas, self.eps = kind, lr, weight_decay, betas, eps
+        self.count = len(params)
+        for i, p in enumerate(params):
+            self.register_buffer(f"exp_avg_{i}", torch.zeros_like(p))
+            self.register_buffer(f"exp_avg_sq_{i}", torch.zeros_like(p))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def step(self, params: list[nn.Parameter], grads: tuple[torch.Tensor, ...]) -> None:
+        """Update ``params`` in place from ``grads`` (same order as at construction)."""
+        self.steps += 1
+        t = int(self.steps)
+        beta1, beta2 = self.betas
+        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+            if self.weight_decay:
+                g = g.add(p, alpha=self.weight_decay)
+            if self.kind == "sgd":
+                p.add_(g, alpha=-self.lr)
+                continue
+            m, v = getattr(self, f"exp_avg_{i}"), getattr(self, f"exp_avg_sq_{i}")
+            m.lerp_(g, 1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            denom = (v / (1 - beta2**t)).sqrt_().add_(self.eps)
+            p.addcdiv_(m, denom, value=-self.lr / (1 - beta1**t))
+
+
+@dataclass
+class BaseForward:
+    """The base batch's forward pass on the real parameters (graph kept for both steps)."""
+
+    outputs: dict[str, Any]
+    buffers: dict[str, torch.Tensor]  # BN buffers after the pass (copies; written back after the real step)
+    meta_inputs: torch.Tensor  # detached input of the meta-net, [B, d']
+
+
+def last_stage_prefix(net: MultiTaskNet) -> str:
+    """Name of the backbone's last stage (``backbone.layer4``, ``backbone.stages.3``, ...).
+
+    timm models name their stages in ``feature_info``; otherwise descend into the last
+    child holding parameters until a module has several such children.
+    """
+    info = getattr(net.backbone, "feature_info", None)
+    if isinstance(info, list) and info and "module" in info[-1]:
+        return f"backbone.{info[-1]['module']}"
+    module, name = net.backbone, "backbone"
+    while True:
+        children = [(n, c) for n, c in module.named_children() if any(True for _ in c.parameters())]
+        if not children:
+            return name
+        child_name, module = children[-1]
+        name = f"{name}.{child_name}"
+        if len(children) > 1:
+            return name
+
+
+def face_view(dataset: Any) -> Any:
+    """The training set indexed by face (``batch["index"]``), ignoring a mix's per-epoch draw."""
+    if hasattr(dataset, "base") and hasattr(dataset, "augment"):  # TransformedDataset
+        view = copy.copy(dataset)
+        view.base = face_view(dataset.base)
+        return view
+    if getattr(dataset, "order", None) is not None:  # MixedDataset with resampling
+        view = copy.copy(dataset)
+        view.order = None
+        return view
+    return dataset
+
+
+@METHODS.register("mal")
+class MALMethod(Method):
+    """Meta auxiliary learning: AU detection with meta-weighted AU and expression samples."""
+
+    config_class = MALConfig
+    required_tasks = ("au", "expr")
+    config: MALConfig
+
+    def __init__(self, net: MultiTaskNet, config: MALConfig, context: TrainContext) -> None:
+        super().__init__(net, config, context)
+        self.weighted = ("au", "expr") if config.weight_au else ("expr",)
+        width = {"feat": net.num_features, "loss": 2, "feat+loss": net.num_features + 2}[config.meta_input]
+        self.meta_net = MetaWeightNet(width, config.meta_hidden, len(self.weighted))
+        self.meta_optim = MetaOptimizer(list(self.meta_net.parameters()), config.meta_optimizer, config.meta_lr,
+                                        config.meta_weight_decay)
+        self.register_buffer("meta_index", torch.full((config.meta_size,), -1, dtype=torch.long))
+        self.register_buffer("meta_steps", torch.zeros((), dtype=torch.long))
+        self.stats = EpochStats(("weight_au", "weight_expr", "weight_expr_clean", "weight_expr_flipped", "loss_meta"))
+        self.meta_data: Any = None
+        prefix = last_stage_prefix(net) + "."
+        self.virtual_names = [n for n, p in net.named_parameters() if p.requires_grad and (
+            config.virtual_step == "all" or n.startswith("heads.") or n.startswith(prefix))]
+
+    # -- data ---------------------------------------------------------------------------
+    def set_training_data(self, dataset: Any) -> None:
+        """Carve the meta set: ``meta_size`` AU-labelled training faces (seeded), kept out of base batches."""
+        labelled = torch.nonzero(dataset.mask["au"].reshape(len(dataset.mask["au"]), -1).any(dim=1)).flatten()
+        k = self.config.meta_size
+        if len(labelled) <= k:
+            raise FacemtlError(f"method.meta_size={k} needs more AU-labelled training faces than that; the training set has {len(labelled)}")
+        generator = torch.Generator().manual_seed(_seed(self.config.meta_seed, -1))
+        chosen = labelled[torch.randperm(len(labelled), generator=generator)[:k]].sort().values
+        self.meta_index.copy_(chosen.to(self.meta_index.device))
+        self.meta_data = face_view(dataset)
+        print(f"MAL meta set: K={k} AU-labelled training faces held out of the base stream "
+              f"(of {len(labelled)} AU-labelled, {len(dataset.mask['au'])} in all)", flush=True)
+
+    def drop_meta_faces(self, batch: Batch) -> Batch:
+        """The batch without its meta-set faces (they only ever serve the meta-test)."""
+        keep = ~torch.isin(batch["index"], self.meta_index)
+        if bool(keep.all()):
+            return batch
+        return _select(batch, keep)
+
+    def next_meta_batch(self, device: torch.device) -> Batch:
+        """A meta batch drawn by a generator seeded by (meta_seed, iteration): resume-exact."""
+        if self.meta_data is None or int(self.meta_index[0]) < 0:
+            raise FacemtlError("method mal: no meta set; the trainer calls set_training_data(train_set) first")
+        generator = torch.Generator().manual_seed(_seed(self.config.meta_seed, int(self.meta_steps)))
+        k = len(self.meta_index)
+        picks = torch.randperm(k, generator=generator)[: min(self.config.meta_batch_size, k)]
+        indices = self.meta_index.cpu()[picks].sort().values.tolist()
+        return move_batch(self.meta_data.__getitems__(indices), device)
+
+    # -- the pieces of one iteration -------------------------------------------------------
+    def param_groups(self, train: Any) -> list[dict[str, Any]]:
+        """Only the network: psi has its own optimiser (:class:`MetaOptimizer`)."""
+        return [{"params": [p for p in self.net.parameters() if p.requires_grad]}]
+
+    def _call(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], images: torch.Tensor) -> dict:
+        return functional_call(self.net, {**params, **buffers}, (images,))
+
+    def _buffer_copies(self) -> dict[str, torch.Tensor]:
+        return {n: b.clone() for n, b in self.net.named_buffers()}
+
+    def forward_base(self, batch: Batch) -> BaseForward:
+        """Forward the base batch on the real parameters and copies of the BN buffers."""
+        buffers = self._buffer_copies()
+        outputs = self._call(dict(self.net.named_parameters()), buffers, batch["image"])
+        parts = []
+        if "feat" in self.config.meta_input:
+            parts.append(outputs["feat"])
+        if "loss" in self.config.meta_input:
+            au = au_entry_losses(outputs["au"], batch["labels"]["au"], batch["mask"]["au"])
+            au = au.sum(1) / batch["mask"]["au"].sum(1).clamp_min(1)
+            parts += [au[:, None], expr_sample_losses(outputs["expr"], batch["labels"]["expr"], batch["mask"]["expr"])[:, None]]
+        return BaseForward(outputs, buffers, torch.cat(parts, dim=1).detach())
+
+    def sample_weights(self, meta_inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{task: [B]}`` weights from the meta-net (AU weights are ones when not weighted)."""
+        w = self.meta_net(meta_inputs)
+        weights = {task: w[:, column] for column, task in enumerate(self.weighted)}
+        weights.setdefault("au", torch.ones_like(w[:, 0]))
+        return weights
+
+    def train_loss(self, outputs: dict[str, Any], batch: Batch, weights: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """L_train = sum_t task_weight_t * loss_t, AU and expression losses per-sample weighted."""
+        labels, mask, norm = batch["labels"], batch["mask"], self.config.normalize
+        losses = {task: loss for task, loss in self.task_losses(outputs, batch).items() if task not in ("au", "expr")}
+        au = au_entry_losses(outputs["au"], labels["au"], mask["au"])
+        losses["au"] = weighted_task_loss(au, mask["au"], weights["au"], norm)
+        expr = expr_sample_losses(outputs["expr"], labels["expr"], mask["expr"])
+        losses["expr"] = weighted_task_loss(expr, mask["expr"], weights["expr"], norm)
+        total = sum(self.config.task_weights.get(task, 1.0) * loss for task, loss in losses.items())
+        return total, losses
+
+    def meta_objective(self, base: BaseForward, batch: Batch, meta_batch: Batch, inner_lr: float) -> torch.Tensor:
+        """L_val(theta*(psi)): the unweighted AU loss of a meta batch after the virtual step (a function of psi)."""
+        weights = self.sample_weights(base.meta_inputs)
+        loss, _ = self.train_loss(base.outputs, batch, weights)
+        params = dict(self.net.named_parameters())
+        fast = virtual_sgd_step({n: params[n] for n in self.virtual_names}, loss, inner_lr)
+        frozen = {n: p.detach() for n, p in params.items() if n not in fast}  # heads mode: no graph below the last stage
+        meta_out = self._call({**frozen, **fast}, self._buffer_copies(), meta_batch["image"])
+        mask = meta_batch["mask"]["au"]
+        # = masked_bce, in the logits' dtype (masked_bce computes in float32; the float64 gradient check needs float64)
+        return au_entry_losses(meta_out["au"], meta_batch["labels"]["au"], mask).sum() / mask.sum().clamp_min(1)
+
+    def meta_step(self, base: BaseForward, batch: Batch, meta_batch: Batch, inner_lr: float) -> dict[str, float]:
+        """Meta-train (virtual step) and meta-test (one step on psi); theta, BN buffers untouched."""
+        meta_loss = self.meta_objective(base, batch, meta_batch, inner_lr)
+        psi = list(self.meta_net.parameters())
+        grads = torch.autograd.grad(meta_loss, psi, allow_unused=True)
+        # The meta-gradient bypasses DDP's hooks: average it by hand so every rank keeps one psi.
+        from facemtl.engine.distributed import all_reduce_mean  # facemtl.engine imports the methods
+
+        grads = tuple(all_reduce_mean(torch.zeros_like(p) if g is None else g.clone()) for p, g in zip(psi, grads))
+        self.meta_optim.step(psi, grads)
+        self.stats.add("loss_meta", meta_loss)
+        return {"loss_meta": float(meta_loss.detach())}
+
+    def base_step(self, base: BaseForward, batch: Batch, optimizer: torch.optim.Optimizer, grad_clip: float) -> dict[str, float]:
+        """The real step with weights from the updated psi (detached); commits the BN statistics."""
+        with torch.no_grad():
+            weights = self.sample_weights(base.meta_inputs)
+        loss, losses = self.train_loss(base.outputs, batch, weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.net.parameters(), grad_clip)
+        optimizer.step()
+        with torch.no_grad():
+            for name, buffer in self.net.named_buffers():
+                buffer.copy_(base.buffers[name])
+        self._record(weights, batch)
+        logs = {f"loss_{task}": float(value.detach()) for task, value in losses.items()}
+        for task in self.weighted:
+            labelled = batch["mask"][task].reshape(len(weights[task]), -1).any(dim=1)
+            logs[f"weight_{task}"] = float(weights[task][labelled].mean()) if bool(labelled.any()) else 0.0
+        return {"loss": float(loss.detach()), **logs}
+
+    def train_step(self, batch: Batch, optimizer: torch.optim.Optimizer, grad_clip: float = 0.0) -> dict[str, float]:
+        """One MAL iteration: meta-train, meta-test, base learning."""
+        batch = self.drop_meta_faces(batch)
+        if len(batch["index"]) == 0:  # a tiny training set whose batch was all meta faces: nothing to learn from
+            return {"loss": 0.0}
+        meta_batch = self.next_meta_batch(batch["image"].device)
+        inner_lr = self.config.inner_lr or float(optimizer.param_groups[0]["lr"])
+        base = self.forward_base(batch)
+        meta_logs = self.meta_step(base, batch, meta_batch, inner_lr)
+        logs = self.base_step(base, batch, optimizer, grad_clip)
+        self.meta_steps += 1
+        return {**logs, **meta_logs}
+
+    # -- logging ------------------------------------------------------------------------
+    @torch.no_grad()
+    def _record(self, weights: dict[str, torch.Tensor], batch: Batch) -> None:
+        mask = batch["mask"]
+        if "au" in self.weighted:
+            self.stats.add("weight_au", weights["au"][mask["au"].reshape(len(weights["au"]), -1).any(dim=1)])
+        labelled = mask["expr"].bool()
+        self.stats.add("weight_expr", weights["expr"][labelled])
+        if "expr_flipped" in batch["info"]:  # a benchmark that knows which auxiliary labels are corrupted
+            flipped = batch["info"]["expr_flipped"].bool()
+            self.stats.add("weight_expr_clean", weights["expr"][labelled & ~flipped])
+            self.stats.add("weight_expr_flipped", weights["expr"][labelled & flipped])
+
+    def on_epoch_end(self, epoch: int) -> dict[str, float]:
+        """Mean learned weights of the epoch (AU, expression; clean vs corrupted), meta loss, K."""
+        summary = self.stats.summary(std=("weight_expr",))
+        return {"meta_size": float(len(self.meta_index)), **summary}
+
+
+def _seed(seed: int, stream: int) -> int:
+    """A seed of its own for (meta_seed, stream): never the trainer's (seed, epoch) permutation seed."""
+    return int(np.random.SeedSequence([seed, 0x3A1, stream + 1]).generate_state(1)[0])
+
+
+def _select(batch: Batch, keep: torch.Tensor) -> Batch:
+    """Rows ``keep`` of every per-sample tensor of a batch."""
+    out: Batch = {}
+    for key, value in batch.items():
+        if isinstance(value, dict):
+            out[key] = {k: v[keep] for k, v in value.items()}
+        else:
+            out[key] = value[keep]
+    return out

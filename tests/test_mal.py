@@ -1,0 +1,230 @@
+"""MAL: the unit tests of methods.md §1(f), the meta set, and exact resume inside the trainer."""
+
+import copy
+import csv
+
+import pytest
+import torch
+
+from facemtl.config import load_config
+from facemtl.data import build_datasets
+from facemtl.engine import Trainer, load_checkpoint
+from facemtl.engine.trainer import build_method, build_optimizer
+from facemtl.losses import masked_bce, masked_cross_entropy
+from facemtl.losses.meta import au_entry_losses, expr_sample_losses, virtual_sgd_step, weighted_task_loss
+from facemtl.methods import TrainContext
+from facemtl.methods.mal import MALMethod, last_stage_prefix
+from facemtl.tasks import FacemtlError
+
+TINY_MAL = [
+    "data.num_train=96", "data.num_val=16", "data.num_test=16", "data.image_size=32", "data.label_noise=0.3",
+    "model.backbone=test_tiny", "model.tasks=[au,expr]", "method.name=mal",
+    "method.meta_size=16", "method.meta_batch_size=8",
+]
+
+
+def _mal(*overrides, name="mal"):
+    base = TINY_MAL if name == "mal" else [o for o in TINY_MAL if not o.startswith("method.meta")]
+    config = load_config(None, [*base, f"method.name={name}", *overrides])
+    train = build_datasets(config.data, splits=("train",))["train"]
+    torch.manual_seed(0)
+    method = build_method(config, train.label_spaces, TrainContext(len(train), 1, 3))
+    if name == "mal":
+        method.set_training_data(train)
+    return config, train, method
+
+
+def _snapshot(method, optimizer):
+    state = {k: v.clone() for k, v in method.net.state_dict().items()}
+    optim = copy.deepcopy(optimizer.state_dict())
+    return state, optim
+
+
+# -- config and losses ------------------------------------------------------------------
+def test_config_is_checked():
+    with pytest.raises(FacemtlError, match="method.normalize='mean' is not valid"):
+        load_config(None, ["method.name=mal", "method.normalize=mean"])
+    with pytest.raises(FacemtlError, match="unknown key method.meta_size"):
+        load_config(None, ["method.meta_size=10"])  # plain has no meta set
+    with pytest.raises(FacemtlError, match="method mal needs the au task"):
+        _mal("model.tasks=[expr]")
+
+
+def test_weighted_loss_with_unit_weights_is_the_masked_mean():
+    torch.manual_seed(0)
+    logits, target = torch.randn(6, 5), torch.randint(0, 2, (6, 5)).float()
+    mask = torch.rand(6, 5) > 0.3
+    ones = torch.ones(6)
+    assert torch.equal(weighted_task_loss(au_entry_losses(logits, target, mask), mask, ones), masked_bce(logits, target, mask))
+    classes, labelled = torch.randint(0, 5, (6,)), torch.tensor([1, 1, 0, 1, 0, 1]).bool()
+    expected = masked_cross_entropy(logits, classes, labelled)
+    assert torch.allclose(weighted_task_loss(expr_sample_losses(logits, classes, labelled), labelled, ones), expected)
+    # "sum" (L2RW) ignores a uniform rescaling of the weights; "batch" and "none" do not.
+    values, w = expr_sample_losses(logits, classes, labelled), torch.rand(6)
+    assert torch.allclose(weighted_task_loss(values, labelled, w, "sum"), weighted_task_loss(values, labelled, 3 * w, "sum"))
+    assert torch.allclose(3 * weighted_task_loss(values, labelled, w, "batch"), weighted_task_loss(values, labelled, 3 * w, "batch"))
+    assert torch.allclose(weighted_task_loss(values, labelled, w, "none"), (w * values)[labelled].sum())
+
+
+# -- methods.md §1(f) -------------------------------------------------------------------
+@pytest.mark.parametrize("virtual_step", ["all", "heads"])
+def test_meta_step_is_side_effect_free(virtual_step):
+    config, train, method = _mal(f"method.virtual_step={virtual_step}", "train.optimizer=sgd")
+    optimizer = build_optimizer(method, config.train)
+    method.train()
+    method.train_step(train.__getitems__(list(range(32))), optimizer)  # momentum buffers exist now
+    net_before, optim_before = _snapshot(method, optimizer)
+    psi_before = [p.clone() for p in method.meta_net.parameters()]
+    grads_before = [None if p.grad is None else p.grad.clone() for p in method.net.parameters()]
+    batch = method.drop_meta_faces(train.__getitems__(list(range(32, 64))))
+    base = method.forward_base(batch)
+    method.meta_step(base, batch, method.next_meta_batch(torch.device("cpu")), inner_lr=0.1)
+    for key, value in method.net.state_dict().items():  # parameters and BN buffers, bit for bit
+        assert torch.equal(value, net_before[key]), key
+    optim_after = optimizer.state_dict()
+    assert optim_after["param_groups"] == optim_before["param_groups"]
+    for pid, entries in optim_before["state"].items():
+        for key, value in entries.items():
+            assert torch.equal(optim_after["state"][pid][key], value), (pid, key)
+    for p, g in zip(method.net.parameters(), grads_before):  # the real step's .grad is not touched either
+        assert (p.grad is None and g is None) or torch.equal(p.grad, g)
+    assert any(not torch.equal(a, b) for a, b in zip(method.meta_net.parameters(), psi_before))  # psi did move
+
+
+def test_hypergradient_matches_finite_differences_linear():
+    """Tiny linear model, 2-parameter meta-net, one inner SGD step; float64 central differences."""
+    torch.manual_seed(0)
+    x, y, s = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
+    xv, yv = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
+    theta = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    alpha = 0.3
+
+    def objective(psi):
+        weights = psi[0] + psi[1] * s  # the 2-parameter "meta-net", bilinear in (psi, feature)
+        loss = weighted_task_loss(0.5 * (x @ theta - y) ** 2, torch.ones(5, dtype=torch.bool), weights)
+        fast = virtual_sgd_step({"theta": theta}, loss, alpha)["theta"]
+        return 0.5 * ((xv @ fast - yv) ** 2).mean()
+
+    psi = torch.tensor([0.7, -0.2], dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(objective(psi), psi)
+    h = 1e-6
+    numeric = torch.stack([(objective(psi.detach() + h * e) - objective(psi.detach() - h * e)).detach() / (2 * h) for e in torch.eye(2, dtype=torch.float64)])
+    assert torch.allclose(grad, numeric, atol=1e-4 * max(1.0, float(numeric.abs().max())), rtol=0)
+    assert float(grad.abs().max()) > 1e-3  # a real signal, not two zeros
+
+
+def test_hypergradient_matches_finite_differences_in_the_method():
+    """The method's own meta objective in float64 (BN, conv, both heads): autograd vs central differences."""
+    _, train, method = _mal("method.inner_lr=0.5", "method.meta_input=feat+loss")
+    method.double().train()
+    to64 = lambda b: {**b, "image": b["image"].double(), "labels": {**b["labels"], "au": b["labels"]["au"].double()}}
+    batch = to64(method.drop_meta_faces(train.__getitems__(list(range(24)))))
+    meta = to64(method.next_meta_batch(torch.device("cpu")))
+    base = method.forward_base(batch)
+    objective = lambda: method.meta_objective(base, batch, meta, 0.5)
+    psi = list(method.meta_net.parameters())
+    grads = torch.autograd.grad(objective(), psi)
+    generator = torch.Generator().manual_seed(0)
+    checked = 0
+    for p, g in zip(psi, grads):
+        for flat in torch.randperm(p.numel(), generator=generator)[:3].tolist():
+            values = []
+            for shift in (1e-6, -2e-6, 1e-6):  # +h, -h, back to psi
+                with torch.no_grad():
+                    p.view(-1)[flat] += shift
+                values.append(float(objective().detach()))
+            plus, minus = values[:2]
+            numeric = (plus - minus) / 2e-6
+            assert g.view(-1)[flat].item() == pytest.approx(numeric, rel=1e-4, abs=1e-9)
+            checked += abs(numeric) > 1e-7
+    assert checked >= 4  # most checked entries carry a non-trivial gradient
+
+
+def test_reduces_to_plain_multitask_when_psi_is_frozen_at_one():
+    _, train, mal = _mal("method.meta_lr=0")
+    config, _, plain = _mal(name="plain")
+    plain.net.load_state_dict(mal.net.state_dict())
+    with torch.no_grad():  # meta-net outputs exactly 1 (sigmoid(40) rounds to 1 in float32)
+        mal.meta_net.mlp[2].weight.zero_()
+        mal.meta_net.mlp[2].bias.fill_(40.0)
+    opt_mal, opt_plain = build_optimizer(mal, config.train), build_optimizer(plain, config.train)
+    mal.train(), plain.train()
+    for start in (0, 32):
+        batch = train.__getitems__(list(range(start, start + 32)))
+        logs = mal.train_step(batch, opt_mal)
+        plain_logs = plain.train_step(mal.drop_meta_faces(batch), opt_plain)  # meta faces never enter base batches
+        assert logs["loss"] == pytest.approx(plain_logs["loss"], rel=1e-6)
+        assert logs["weight_expr"] == 1.0
+    for key, value in plain.net.state_dict().items():
+        assert torch.allclose(mal.net.state_dict()[key].float(), value.float(), atol=1e-6), key
+
+
+def test_sign_aligned_sample_gains_weight_anti_aligned_loses_it():
+    """Two auxiliary samples, one whose gradient is the meta gradient and one its opposite."""
+    u = torch.tensor([1.0, -2.0, 0.5])
+    theta = torch.zeros(3, requires_grad=True)
+    psi = torch.zeros(2, requires_grad=True)  # one weight logit per sample
+
+    weights = torch.sigmoid(psi)
+    per_sample = torch.stack([theta @ u, -(theta @ u)])  # gradients +u (aligned) and -u (anti-aligned)
+    loss = weighted_task_loss(per_sample, torch.ones(2, dtype=torch.bool), weights)
+    fast = virtual_sgd_step({"theta": theta}, loss, lr=0.1)["theta"]
+    meta_loss = fast @ u  # validation gradient +u
+    (grad,) = torch.autograd.grad(meta_loss, psi)
+    new = torch.sigmoid(psi.detach() - 1.0 * grad)
+    assert new[0] > weights[0] and new[1] < weights[1]
+
+
+# -- meta set, options, trainer ------------------------------------------------------------
+def test_meta_set_is_training_faces_never_in_base_batches():
+    _, train, method = _mal()
+    meta = set(method.meta_index.tolist())
+    assert len(meta) == 16 and min(meta) >= 0 and max(meta) < len(train)
+    batch = method.drop_meta_faces(train.__getitems__(list(range(len(train)))))
+    assert len(batch["index"]) == len(train) - 16 and not meta & set(batch["index"].tolist())
+    assert set(method.next_meta_batch(torch.device("cpu"))["index"].tolist()) <= meta
+    with pytest.raises(FacemtlError, match="method.meta_size=500 needs more AU-labelled training faces"):
+        _mal("method.meta_size=500")
+
+
+def test_heads_mode_steps_heads_and_last_stage_only():
+    _, _, method = _mal("method.virtual_step=heads")
+    assert last_stage_prefix(method.net) == "backbone.stages.1"
+    assert method.virtual_names and all(n.startswith(("heads.", "backbone.stages.1.")) for n in method.virtual_names)
+    assert not any(n.startswith("backbone.stages.0.") for n in method.virtual_names)
+
+
+def _run_weights(path):
+    return load_checkpoint(path).model_state
+
+
+def test_resume_after_interrupt_is_exact(tmp_path, tiny_overrides, monkeypatch):
+    overrides = tiny_overrides + TINY_MAL[5:] + ["train.checkpoint_every=1", "model.drop_rate=0.3", "data.label_noise=0.3"]
+    config = load_config(None, overrides)
+    Trainer(config, tmp_path / "straight").fit()
+
+    original, calls = MALMethod.train_step, {"n": 0}
+
+    def dies(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:  # mid second epoch
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MALMethod, "train_step", dies)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, tmp_path / "killed").fit()
+    monkeypatch.setattr(MALMethod, "train_step", original)
+    Trainer(config, tmp_path / "killed", resume=True).fit()
+
+    straight, killed = _run_weights(tmp_path / "straight/checkpoints/last.safetensors"), _run_weights(tmp_path / "killed/checkpoints/last.safetensors")
+    assert straight.keys() == killed.keys()
+    assert {"meta_net.mlp.0.weight", "meta_optim.exp_avg_0", "meta_optim.steps", "meta_index"} <= set(straight)
+    assert int(straight["meta_optim.steps"]) == 8
+    for key in straight:
+        assert torch.equal(straight[key], killed[key]), key
+    rows = [list(csv.DictReader((tmp_path / run / "log.csv").open())) for run in ("straight", "killed")]
+    for a, b in zip(*rows, strict=True):
+        a.pop("seconds"), b.pop("seconds")
+        assert a == b
+    assert rows[0][-1]["meta_size"] == "16.0" and float(rows[0][-1]["weight_expr_flipped"]) > 0
