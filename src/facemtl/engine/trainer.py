@@ -149,7 +149,8 @@ class Trainer:
         self.device = distributed.setup(resolve_device(train.device))  # joins torchrun's group, if any
         self.datasets = build_datasets(config.data)
         self.train_set = self.datasets["train"]
-        self.steps_per_epoch = len(epoch_batches(len(self.train_set), train.batch_size, 0, 0))
+        # the schedule counts the steps the epoch plan really has (per_task plans are shorter)
+        self.steps_per_epoch = len(plan_epoch(self.train_set, config.data, config.model.tasks, train.batch_size, 0, 0))
         context = TrainContext(len(self.train_set), train.epochs, self.steps_per_epoch)
         self.method = build_method(config, self.train_set.label_spaces, context).to(self.device)
         if hasattr(self.method, "set_validation_data") and "val" in self.datasets:
