@@ -136,11 +136,11 @@ def predict_split(
     from facemtl.config import config_from_dict
     from facemtl.data import build_datasets
     from facemtl.device import resolve_device
-    from facemtl.engine.checkpoint import load_checkpoint
+    from facemtl.engine.checkpoint import load_network
     from facemtl.engine.evaluate import collect_predictions
-    from facemtl.models import MultiTaskNet
 
-    checkpoint = load_checkpoint(run.run_dir)
+    torch_device = resolve_device(device)
+    net, checkpoint = load_network(run.run_dir, torch_device)
     config = config_from_dict(checkpoint.config, list(overrides))
     try:
         dataset = build_datasets(config.data, splits=(split,))[split]
@@ -148,15 +148,6 @@ def predict_split(
         raise FacemtlError(f"dataset {config.data.name!r} could not be loaded ({err})") from None
     if dataset.label_spaces != checkpoint.label_spaces:
         raise FacemtlError(f"dataset {config.data.name!r} now has other label spaces than the checkpoint")
-    net = MultiTaskNet(config.model.backbone, checkpoint.tasks, checkpoint.label_spaces)
-    state = {k[4:]: v for k, v in checkpoint.model_state.items() if k.startswith("net.")}
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise FacemtlError(f"{checkpoint.path}: weights do not match its config ({str(err).splitlines()[0]})") from None
-    torch_device = resolve_device(device)
-    net.to(torch_device).eval()
-
     def predict(images: torch.Tensor) -> dict[str, Any]:
         with torch.no_grad():
             return net(images)
