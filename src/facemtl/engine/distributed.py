@@ -235,7 +235,7 @@ def evaluate_sharded(
     Predictions are gathered (in dataset order) before any metric is computed, so every
     process returns the metrics of the whole split, as a single process would.
     """
-    from facemtl.engine.evaluate import collect_predictions, evaluate, task_metrics
+    from facemtl.engine.evaluate import collect_predictions, evaluate, metrics_of
 
     world = world_size()
     if world == 1:
@@ -244,16 +244,11 @@ def evaluate_sharded(
     part = collect_predictions(predict, dataset, tasks, device, batch_size, list(range(n * r // world, n * (r + 1) // world)))
     parts: list[Any] = [None] * world
     dist.all_gather_object(parts, part)  # between this run's own processes
-    results = {}
-    for task in tasks:
-        pieces = [p[task] for p in parts if task in p]
-        if not pieces:
-            continue
-        arrays = {key: np.concatenate([piece[key] for piece in pieces]) for key in ("pred", "label", "mask")}
-        result = task_metrics(task, arrays["pred"], arrays["label"], arrays["mask"], dataset.label_spaces)
-        if result is not None:
-            results[task] = result
-    return results
+    collected = {
+        task: {key: np.concatenate([p[task][key] for p in parts if task in p]) for key in ("pred", "label", "mask")}
+        for task in tasks if any(task in p for p in parts)
+    }
+    return metrics_of(collected, dataset.label_spaces)
 
 
 def _device() -> torch.device:

@@ -84,9 +84,16 @@ def evaluate(
 ) -> dict[str, Any]:
     """``{task: metrics}`` for every enabled task with labels in ``dataset`` (AU decided at ``au_thresholds``)."""
     collected = collect_predictions(predict, dataset, tasks, device, batch_size)
+    return metrics_of(collected, dataset.label_spaces, au_thresholds)
+
+
+def metrics_of(
+    collected: dict[str, dict[str, np.ndarray]], spaces: LabelSpaces, au_thresholds: float | np.ndarray = 0.5
+) -> dict[str, Any]:
+    """``{task: metrics}`` from :func:`collect_predictions`' arrays (tasks without labels left out)."""
     results = {}
     for task, arrays in collected.items():
-        result = task_metrics(task, arrays["pred"], arrays["label"], arrays["mask"], dataset.label_spaces, au_thresholds)
+        result = task_metrics(task, arrays["pred"], arrays["label"], arrays["mask"], spaces, au_thresholds)
         if result is not None:
             results[task] = result
     return results
