@@ -21,6 +21,7 @@ Protocols of ``../shared/data/README.md``:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -29,8 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from facemtl.config import DataConfig
+from facemtl.config import DataConfig, config_from_dict
 from facemtl.data import build_datasets
+from facemtl.data.mix import source_configs
 from facemtl.engine.checkpoint import load_network
 from facemtl.engine.evaluate import collect_predictions
 from facemtl.metrics import attribute_metrics, expression_metrics, landmark_metrics
@@ -39,14 +41,12 @@ from facemtl.models import MultiTaskNet
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def data_keys(config: dict[str, Any], name: str) -> dict[str, Any]:
-    """The checkpoint's data settings for source ``name`` (a mix entry inherits the mix's keys)."""
-    data = dict(config["data"])
-    for source in data.pop("sources", []) or []:
-        if source.get("name") == name:
-            data.update(source)
-    keys = ("image_size", "grey", "align_template", "num_expr_classes", "num_landmarks", "val_fraction", "crop_margin")
-    return {k: data[k] for k in keys if k in data}
+def source_config(checkpoint: Any, name: str, root: Path) -> DataConfig:
+    """The checkpoint's data settings for dataset ``name`` (a mix source inherits the mix's keys), at ``root``."""
+    data = config_from_dict(checkpoint.config).data
+    if data.name == "mix":
+        data = next((source for source in source_configs(data)[0] if source.name == name), data)
+    return dataclasses.replace(data, name=name, root=str(root), sources=[])
 
 
 def flip_predictor(net: MultiTaskNet):
@@ -60,7 +60,7 @@ def flip_predictor(net: MultiTaskNet):
 
 def fer2013(net: MultiTaskNet, checkpoint: Any, root: Path) -> dict[str, Any]:
     """Accuracy / macro-F1 on PublicTest (val) and PrivateTest (test), plain and with flip TTA."""
-    config = DataConfig(name="fer2013", root=str(root), **data_keys(checkpoint.config, "fer2013"))
+    config = source_config(checkpoint, "fer2013", root)
     splits = build_datasets(config, ("val", "test"))
     classes = checkpoint.label_spaces.expr_classes
     out = {}
@@ -76,7 +76,7 @@ def fer2013(net: MultiTaskNet, checkpoint: Any, root: Path) -> dict[str, Any]:
 
 def mtfl_aligned(net: MultiTaskNet, checkpoint: Any, root: Path) -> dict[str, Any]:
     """testing.txt faces warped onto the template with their ground-truth points."""
-    config = DataConfig(name="mtfl", root=str(root), **data_keys(checkpoint.config, "mtfl"))
+    config = source_config(checkpoint, "mtfl", root)
     test = build_datasets(config, ("test",))["test"]
     with torch.no_grad():
         found = collect_predictions(lambda x: net(x), test, ("lmk", "attr"), torch.device("cpu"))
