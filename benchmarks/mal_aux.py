@@ -32,7 +32,6 @@ from facemtl.data import build_datasets
 from facemtl.engine.trainer import build_method, build_optimizer
 from facemtl.methods import TrainContext
 
-
 #: --quick: about 12 CPU-minutes (estimated from step times) for the 3 seeds (1,000 faces, 32 px, 5 epochs)
 QUICK = {"num_train": 1000, "num_val": 300, "num_test": 500, "image_size": 32, "epochs": 5, "meta_size": 50,
          "au_fraction": 0.5, "timing_steps": 10}

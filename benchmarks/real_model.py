@@ -12,7 +12,8 @@ Protocols of ``../shared/data/README.md``:
   ``detected``: end to end through :class:`facemtl.FaceAnalyzer` on the original images
   (YuNet detection -> alignment -> model), the detection nearest the annotated face; faces
   YuNet misses are counted and left out of the errors. The detector's own 5 points are
-  scored too, as a reference for what the landmark head adds.
+  scored too, as a reference for what the landmark head adds; ``detected+flip`` is the same
+  with ``FaceAnalyzer(tta="flip")`` (``facemtl predict --tta flip``).
 
     python benchmarks/real_model.py                                  # the shipped model
     python benchmarks/real_model.py --checkpoint runs/a runs/b --json table.json
@@ -87,13 +88,13 @@ def mtfl_aligned(net: MultiTaskNet, checkpoint: Any, root: Path) -> dict[str, An
             "attr": {name: value["accuracy"] for name, value in attrs.items()}}
 
 
-def mtfl_detected(path: str | Path, checkpoint: Any, root: Path) -> dict[str, Any]:
+def mtfl_detected(path: str | Path, checkpoint: Any, root: Path, tta: str = "none") -> dict[str, Any]:
     """testing.txt end to end: FaceAnalyzer on the original images, nearest detection per face."""
     from facemtl import FaceAnalyzer
     from facemtl.data.formats.mtfl import read_file
 
     _, faces = read_file(root / "testing.txt", root)
-    analyzer = FaceAnalyzer(path, detector="yunet")
+    analyzer = FaceAnalyzer(path, detector="yunet", tta=tta)
     rows = analyzer.predict([str(root / face.path) for face in faces])
     spaces = checkpoint.label_spaces
     pred, detector_points, true, attr_pred, attr_true = [], [], [], [], []
@@ -132,6 +133,7 @@ def evaluate_checkpoint(path: str | Path, fer_root: Path, mtfl_root: Path, detec
         result["mtfl_aligned"] = mtfl_aligned(net, checkpoint, mtfl_root)
         if detected:
             result["mtfl_detected"] = mtfl_detected(path, checkpoint, mtfl_root)
+            result["mtfl_detected+flip"] = mtfl_detected(path, checkpoint, mtfl_root, tta="flip")
     result["seconds"] = time.perf_counter() - started
     return result
 
@@ -150,13 +152,13 @@ def print_table(results: list[dict[str, Any]]) -> None:
     print("| checkpoint | crops | faces | NME % | FR@10 % | gender | smile | glasses | pose |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        for key in ("mtfl_aligned", "mtfl_detected"):
+        for key in ("mtfl_aligned", "mtfl_detected", "mtfl_detected+flip"):
             if key in r:
                 m = r[key]
                 faces = f"{m['detected']}/{m['faces']}" if "detected" in m else str(m["faces"])
                 accs = " | ".join(f"{100 * m['attr'].get(a, float('nan')):.1f}" for a in ("gender", "smile", "glasses", "pose"))
                 print(f"| {r['checkpoint']} | {key[5:]} | {faces} | {100 * m['nme']:.2f} | {100 * m['failure_rate']:.2f} | {accs} |")
-                if "yunet_nme" in m:  # reference: the detector's own 5 points against the annotations
+                if "yunet_nme" in m and key == "mtfl_detected":  # reference: the detector's own 5 points against the annotations
                     print(f"| YuNet's points | detected | {faces} | {100 * m['yunet_nme']:.2f} | "
                           f"{100 * m['yunet_failure_rate']:.2f} | - | - | - | - |")
 

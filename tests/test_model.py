@@ -52,3 +52,22 @@ def test_local_backbone_weights_load_strictly(tmp_path):
     save_file({"nothing.weight": torch.zeros(1)}, str(tmp_path / "bad.safetensors"))
     with pytest.raises(FacemtlError, match="do not match"):
         create_backbone("test_tiny", str(tmp_path / "bad.safetensors"))
+
+
+def test_backbone_from_a_facemtl_checkpoint_or_the_shipped_model(tmp_path, tiny_overrides):
+    from facemtl.config import load_config
+    from facemtl.engine import Trainer
+    from facemtl.engine.checkpoint import load_checkpoint
+
+    Trainer(load_config(None, [*tiny_overrides, "train.epochs=1", "model.tasks=expr"]), tmp_path / "source").fit()
+    trained = load_checkpoint(tmp_path / "source").model_state
+    # fine-tuning on other tasks: only the backbone comes from the run, the heads are new
+    net = MultiTaskNet("test_tiny", ["au", "va"], LabelSpaces(au_names=("AU1",)), pretrained=str(tmp_path / "source"))
+    for key, value in net.backbone.state_dict().items():
+        assert torch.equal(value, trained[f"net.backbone.{key}"]), key
+    with pytest.raises(FacemtlError, match="backbone is 'test_tiny', model.backbone is 'tiny'"):
+        create_backbone("tiny", str(tmp_path / "source"))
+    shipped = create_backbone("small", "facemtl_base")  # the packaged model's backbone, by name
+    assert not torch.equal(shipped.state_dict()["stages.0.0.0.weight"], create_backbone("small").state_dict()["stages.0.0.0.weight"])
+    with pytest.raises(FacemtlError, match="expected a .safetensors file, a facemtl run folder or facemtl_base"):
+        create_backbone("small", str(tmp_path / "nowhere.pt"))

@@ -50,6 +50,42 @@ def test_similarity_transform_recovers_a_known_transform_and_inverts():
     assert np.allclose(apply(invert(matrix), dst), src, atol=1e-6)
 
 
+def test_whole_image_box_maps_a_crop_of_model_size_onto_itself():
+    from facemtl.pipeline.align import box_transform, warp_face
+
+    # --no-detect on a 48 px crop for a 48 px model: no half-pixel shift (it would blur every face)
+    assert np.allclose(box_transform((0.0, 0.0, 48.0, 48.0), 48, margin=0.0), [[1, 0, 0], [0, 1, 0]])
+    image = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    assert np.array_equal(warp_face(image, box_transform((0.0, 0.0, 48.0, 48.0), 48, margin=0.0), 48), image)
+
+
+def test_unmirror_reflects_and_relabels_landmarks_and_reverses_pose_only():
+    from facemtl.pipeline.backends import unmirror
+
+    rng = np.random.default_rng(0)
+    spaces = LabelSpaces()
+    outputs = {"expr": rng.dirichlet(np.ones(7), 3), "va": rng.uniform(-1, 1, (3, 2)),
+               "lmk": rng.uniform(0, 1, (3, 5, 2)), "attr": {n: rng.dirichlet(np.ones(len(c)), 3)
+                                                             for n, c in spaces.attributes.items()}}
+    back = unmirror(outputs, spaces)
+    # the left eye of the face is the (reflected) right eye of its mirror image
+    assert np.allclose(back["lmk"][:, 0], np.stack([1 - outputs["lmk"][:, 1, 0], outputs["lmk"][:, 1, 1]], 1))
+    assert np.allclose(back["lmk"][:, 2, 0], 1 - outputs["lmk"][:, 2, 0])  # the nose stays the nose
+    assert np.array_equal(back["attr"]["pose"], outputs["attr"]["pose"][:, ::-1])
+    for name in ("gender", "smile", "glasses"):
+        assert back["attr"][name] is outputs["attr"][name]
+    assert back["expr"] is outputs["expr"] and back["va"] is outputs["va"]
+    twice = unmirror(back, spaces)  # a flip undone twice is the identity
+    assert np.allclose(twice["lmk"], outputs["lmk"]) and np.array_equal(twice["attr"]["pose"], outputs["attr"]["pose"])
+
+
+def test_unknown_test_time_augmentation_is_refused():
+    from facemtl import FaceAnalyzer
+
+    with pytest.raises(FacemtlError, match="test-time augmentation 'ten_crop'.*none, flip"):
+        FaceAnalyzer("missing.safetensors", tta="ten_crop")
+
+
 @pytest.mark.parametrize("scale", [2.0, 0.45, 0.13, 0.05])  # up, down, and area-reduced down by 2, 4, 10
 def test_warp_face_puts_a_source_point_where_the_transform_says(scale):
     from facemtl.pipeline.align import apply, warp_face

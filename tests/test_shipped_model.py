@@ -17,6 +17,7 @@ from facemtl.weights import BASE_MODEL, BASE_SHA256, base_model, sha256
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MEDIA = SHARED / "media"
 EXPECTED = Path(__file__).with_name("data") / "shipped_model_expected.json"
+FER_FACE = SHARED / "fer2013" / "train" / "happy" / "Training_62256585.jpg"
 PHOTOS = ("obama.jpg", "biden.jpg", "two_people.jpg", "multi_face.jpg")
 needs_media = pytest.mark.skipif(not (MEDIA / "obama.jpg").is_file(), reason="shared media not available")
 
@@ -36,7 +37,7 @@ def test_hash_and_size():
 
 
 def test_tampered_file_is_refused(tmp_path, monkeypatch):
-    import facemtl.weights as weights
+    from facemtl import weights
 
     fake = tmp_path / "facemtl_base.safetensors"
     fake.write_bytes(BASE_MODEL.read_bytes()[:-1] + b"\0")
@@ -86,6 +87,27 @@ def test_cli_predict_without_checkpoint(tmp_path):
 
     frame = pd.read_csv(out)
     assert len(frame) == 1 and {"expr_label", "x_0", "attr_smile"} <= set(frame.columns)
+
+
+@pytest.mark.skipif(not FER_FACE.is_file(), reason="shared FER2013 not available")
+def test_flip_tta_gives_mirrored_predictions_for_a_mirrored_face():
+    import cv2
+
+    from facemtl import FaceAnalyzer
+
+    face = np.ascontiguousarray(cv2.imread(str(FER_FACE))[:, :, ::-1])  # a 48 px crop: the model's input size
+    mirrored = np.ascontiguousarray(face[:, ::-1])
+    gaps = {}
+    for tta in ("none", "flip"):
+        rows = FaceAnalyzer(detector="none", tta=tta).predict([face, mirrored])
+        expr = rows[[f"expr_{c}" for c in ("neutral", "happiness", "sadness")]].to_numpy()
+        xs = rows[[f"x_{i}" for i in range(5)]].to_numpy()
+        mirrored_x = 47.0 - xs[1][[1, 0, 2, 4, 3]]  # pixel x -> 47 - x, left <-> right
+        pose = rows[[f"attr_pose_{c}" for c in ("left_profile", "left", "frontal", "right", "right_profile")]]
+        gaps[tta] = (np.abs(expr[0] - expr[1]).max(), np.abs(xs[0] - mirrored_x).max(),
+                     np.abs(pose.to_numpy()[0] - pose.to_numpy()[1][::-1]).max())
+    assert max(gaps["flip"]) < 1e-4  # averaging both views makes the model exactly mirror-consistent
+    assert gaps["none"][0] > 1e-4 and gaps["none"][1] > 0.05  # which the plain model is not
 
 
 def write_expected() -> None:

@@ -140,9 +140,9 @@ def _eval(checkpoint_path: str, overrides: list[str], out: str | None) -> dict:
 
     from facemtl.config import config_from_dict
     from facemtl.data import build_datasets
+    from facemtl.device import resolve_device
     from facemtl.engine.checkpoint import load_checkpoint, load_model_state
     from facemtl.engine.evaluate import evaluate, format_metrics
-    from facemtl.device import resolve_device
     from facemtl.engine.trainer import build_method
     from facemtl.methods import TrainContext
 

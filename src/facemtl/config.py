@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -77,7 +78,9 @@ class ModelConfig:
 
     backbone: str = "tiny"
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
-    pretrained: str = ""  # local .safetensors weight file for the backbone; empty = random init
+    # backbone init: a local .safetensors weight file, a facemtl checkpoint or run folder (its
+    # backbone), or facemtl_base (the shipped model's `small` backbone); empty = random init
+    pretrained: str = ""
     drop_rate: float = 0.0  # dropout before the heads
     va_bins: int = 0  # 0: VA regressed; 20: VA as 20-bin classification + CCC (Deng et al.), outputs va_logits
     va_bin_values: str = "code"  # binned VA expectation over: code (official linspace(-1, 1, bins)) | centres

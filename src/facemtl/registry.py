@@ -6,7 +6,8 @@ name is a :class:`~facemtl.tasks.FacemtlError` that lists the valid names.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
 
 from facemtl.tasks import FacemtlError
 

@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy is imported where the function runs: this module stays import-light
+    import numpy as np
 
 TASKS: tuple[str, ...] = ("expr", "au", "va", "lmk", "attr")
 
@@ -31,6 +35,15 @@ VA_NAMES: tuple[str, ...] = ("valence", "arousal")
 #: 5-point scheme (MTFL): image-left eye first.
 LANDMARKS_5: tuple[str, ...] = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
 
+#: Mirror permutation of the 5-point scheme: eyes swap, nose stays, mouth corners swap.
+MIRROR_5: tuple[int, ...] = (1, 0, 2, 4, 3)
+#: Mirror permutation of the iBUG 68-point scheme (jaw, brows, nose, eyes, mouth).
+MIRROR_68: tuple[int, ...] = (
+    *range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, 35, 34, 33, 32, 31,
+    45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40,
+    54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65,
+)
+
 #: Attributes with MTFL semantics; class 0 is the first name.
 DEFAULT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "gender": ("male", "female"),
@@ -42,6 +55,16 @@ DEFAULT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
 
 class FacemtlError(Exception):
     """An error caused by the user's input; the CLI prints it as one line, no traceback."""
+
+
+def mirror_permutation(num_points: int) -> tuple[int, ...]:
+    """Index permutation that relabels landmarks after a horizontal flip (5 or 68 points):
+    point ``i`` of the mirrored face is point ``perm[i]`` of the face."""
+    if num_points == 5:
+        return MIRROR_5
+    if num_points == 68:
+        return MIRROR_68
+    raise FacemtlError(f"no mirror permutation for {num_points} landmarks; horizontal flips support 5 or 68 points")
 
 
 def au_name(au_id: int) -> str:
@@ -82,7 +105,7 @@ class LabelSpaces:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "LabelSpaces":
+    def from_json(cls, text: str) -> LabelSpaces:
         raw = json.loads(text)
         return cls(
             expr_classes=tuple(raw["expr_classes"]),
@@ -92,7 +115,7 @@ class LabelSpaces:
         )
 
 
-def five_point_landmarks(points: "np.ndarray") -> "np.ndarray":
+def five_point_landmarks(points: np.ndarray) -> np.ndarray:
     """The 5-point scheme (eye centres, nose tip, mouth corners) from 5 or 68 points.
 
     Args:

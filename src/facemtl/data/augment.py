@@ -34,27 +34,10 @@ from torchvision.transforms.v2 import functional as TF
 from facemtl.config import DataConfig
 from facemtl.data.dataset import Batch, FaceDataset
 from facemtl.data.record_dataset import LazyImages
-from facemtl.tasks import FacemtlError
+from facemtl.tasks import FacemtlError, mirror_permutation
 
-#: Mirror permutation of the 5-point scheme: eyes swap, nose stays, mouth corners swap.
-MIRROR_5: tuple[int, ...] = (1, 0, 2, 4, 3)
-#: Mirror permutation of the iBUG 68-point scheme (jaw, brows, nose, eyes, mouth).
-MIRROR_68: tuple[int, ...] = (
-    *range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, 35, 34, 33, 32, 31,
-    45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40,
-    54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65,
-)
 #: BT.601 luminance weights (what OpenCV's RGB -> grey uses).
 LUMA = (0.299, 0.587, 0.114)
-
-
-def mirror_permutation(num_points: int) -> tuple[int, ...]:
-    """Index permutation that relabels landmarks after a horizontal flip (5 or 68 points)."""
-    if num_points == 5:
-        return MIRROR_5
-    if num_points == 68:
-        return MIRROR_68
-    raise FacemtlError(f"no mirror permutation for {num_points} landmarks; data.augment=landmarks supports 5 or 68")
 
 
 def mirror_pose(pose: torch.Tensor, num_bins: int = 5) -> torch.Tensor:

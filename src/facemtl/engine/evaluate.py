@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -113,7 +114,7 @@ def primary_scores(results: dict[str, Any]) -> dict[str, float]:
         scores["va"] = results["va"]["ccc_mean"]
     if "lmk" in results:
         scores["lmk"] = 1.0 - results["lmk"]["nme"]
-    if "attr" in results and results["attr"]:
+    if results.get("attr"):
         scores["attr"] = float(np.mean([v["accuracy"] for v in results["attr"].values()]))
     return scores
 

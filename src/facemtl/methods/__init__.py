@@ -9,4 +9,4 @@ from facemtl.methods.scn import SCNMethod
 from facemtl.methods.tcdcn import TCDCNMethod
 from facemtl.registry import METHODS
 
-__all__ = ["DACLMethod", "DistillMethod", "MALMethod", "METHODS", "Method", "PlainMethod", "SCNMethod", "TCDCNMethod", "TrainContext"]
+__all__ = ["METHODS", "DACLMethod", "DistillMethod", "MALMethod", "Method", "PlainMethod", "SCNMethod", "TCDCNMethod", "TrainContext"]

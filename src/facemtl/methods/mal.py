@@ -47,7 +47,13 @@ from torch.func import functional_call
 
 from facemtl.config import MethodConfig
 from facemtl.data.dataset import move_batch
-from facemtl.losses.meta import NORMALIZATIONS, au_entry_losses, expr_sample_losses, virtual_sgd_step, weighted_task_loss
+from facemtl.losses.meta import (
+    NORMALIZATIONS,
+    au_entry_losses,
+    expr_sample_losses,
+    virtual_sgd_step,
+    weighted_task_loss,
+)
 from facemtl.methods.base import Batch, EpochStats, Method, TrainContext
 from facemtl.models import MultiTaskNet
 from facemtl.registry import METHODS

@@ -75,8 +75,10 @@ def create_backbone(name: str, pretrained: str = "") -> nn.Module:
 
     Args:
         name: a built-in name (``facemtl list``) or a timm model name (``timm.list_models()``).
-        pretrained: optional local ``.safetensors`` file with the backbone's weights; loaded
-            strictly (a file that does not match raises, it is never silently ignored).
+        pretrained: optional local ``.safetensors`` file with the backbone's weights, or a
+            facemtl checkpoint / run folder (its backbone is taken), or ``facemtl_base`` (the
+            shipped model's backbone); loaded strictly (a file that does not match raises, it
+            is never silently ignored).
     """
     if name in BACKBONES:
         model = BACKBONES.get(name)()
@@ -88,18 +90,47 @@ def create_backbone(name: str, pretrained: str = "") -> nn.Module:
             f"unknown backbone {name!r}; valid: built-in {builtins}, or any timm model name (see timm.list_models())"
         )
     if pretrained:
-        load_backbone_weights(model, pretrained)
+        load_backbone_weights(model, pretrained, name)
     return model
 
 
-def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
-    """Load a ``.safetensors`` state dict into ``model``, ignoring only classifier keys."""
+#: Where a facemtl checkpoint keeps the backbone: method state ``net`` -> MultiTaskNet ``backbone``.
+_CHECKPOINT_BACKBONE = "net.backbone."
+
+
+def _backbone_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The weights named by ``model.pretrained`` and, for a facemtl checkpoint, its backbone's name."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
+    from facemtl.engine.checkpoint import FORMAT, load_checkpoint
+
+    if str(path) == "facemtl_base":
+        from facemtl.weights import base_model
+
+        path = base_model()
     path = Path(path)
-    if path.suffix != ".safetensors" or not path.is_file():
-        raise FacemtlError(f"model.pretrained={path}: expected an existing .safetensors file")
-    state = load_file(str(path))
+    if not (path.is_dir() or (path.suffix == ".safetensors" and path.is_file())):
+        raise FacemtlError(f"model.pretrained={path}: expected a .safetensors file, a facemtl run folder or facemtl_base")
+    if path.is_file():
+        with safe_open(str(path), framework="pt") as handle:
+            if (handle.metadata() or {}).get("format") != FORMAT:
+                return load_file(str(path)), None
+    checkpoint = load_checkpoint(path)
+    prefix = _CHECKPOINT_BACKBONE
+    state = {k[len(prefix):]: v for k, v in checkpoint.model_state.items() if k.startswith(prefix)}
+    if not state:
+        raise FacemtlError(f"model.pretrained={path}: the checkpoint holds no {prefix}* weights")
+    return state, checkpoint.config.get("model", {}).get("backbone")
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path, name: str | None = None) -> None:
+    """Load backbone weights into ``model`` (backbone ``name``; see :func:`create_backbone`),
+    ignoring only classifier keys."""
+    state, trained = _backbone_state(path)
+    if name is not None and trained is not None and trained != name:
+        raise FacemtlError(f"model.pretrained={path}: that checkpoint's backbone is {trained!r}, "
+                           f"model.backbone is {name!r}; set model.backbone={trained}")
     # timm checkpoints carry their ImageNet classifier; our backbones have none (num_classes=0).
     classifier = getattr(model, "pretrained_cfg", {}).get("classifier")
     if classifier:

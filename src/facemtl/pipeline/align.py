@@ -46,8 +46,11 @@ def box_transform(box: tuple[float, float, float, float], size: int, margin: flo
     x, y, w, h = box
     side = max(w, h, 1.0) * (1.0 + margin)
     scale = size / side
-    cx, cy = x + w / 2, y + h / 2
-    centre = (size - 1) / 2  # OpenCV puts pixel centres at integer coordinates
+    # A box spans pixel edges (pixel i covers [i, i + 1]) while OpenCV puts pixel centres at
+    # integer coordinates: both centres move by half a pixel, so a whole-image box of the
+    # crop's size maps onto itself exactly (no half-pixel blur for --no-detect crops).
+    cx, cy = x + w / 2 - 0.5, y + h / 2 - 0.5
+    centre = (size - 1) / 2
     return np.array([[scale, 0.0, centre - scale * cx], [0.0, scale, centre - scale * cy]])
 
 

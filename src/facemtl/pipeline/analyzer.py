@@ -27,7 +27,15 @@ import numpy as np
 
 from facemtl.pipeline import schema
 from facemtl.pipeline.align import apply, face_transform, invert, to_crop_pixels, warp_face
-from facemtl.pipeline.backends import OnnxModel, TorchModel, load_model, pick_backend, postprocess, to_grey
+from facemtl.pipeline.backends import (
+    TTA_MODES,
+    OnnxModel,
+    TorchModel,
+    load_model,
+    pick_backend,
+    predict_faces,
+    to_grey,
+)
 from facemtl.pipeline.detect import Detection, WholeImageDetector, create_detector
 from facemtl.pipeline.sources import Frame, Source, count_frames, expand_sources, iter_frames
 from facemtl.pipeline.video import IoUTracker
@@ -79,6 +87,8 @@ class FaceAnalyzer:
             ONNX file, ``score_threshold``, ``max_side``).
         backend: ``torch`` or ``onnx`` (onnxruntime, no torch needed: ``pip install
             'facemtl[onnx]'``); default: ``onnx`` for a ``.onnx`` file, else ``torch``.
+        tta: test-time augmentation: ``none``, or ``flip`` to average each face with its
+            mirror image (landmarks and pose mirrored back; twice the model time).
 
     Example:
         >>> analyzer = FaceAnalyzer("runs/demo/checkpoints/best.safetensors")
@@ -93,7 +103,7 @@ class FaceAnalyzer:
 
     def __init__(self, checkpoint: str | Path | None = None, detector: str = "auto", device: str = "cpu",
                  batch_size: int = 32, detector_options: dict[str, Any] | None = None,
-                 backend: str | None = None) -> None:
+                 backend: str | None = None, tta: str = "none") -> None:
         path = checkpoint or os.environ.get("FACEMTL_CHECKPOINT")
         if not path:
             from facemtl.weights import base_model
@@ -101,6 +111,9 @@ class FaceAnalyzer:
             path = base_model()
         if batch_size < 1:
             raise FacemtlError(f"batch size must be >= 1, got {batch_size}")
+        if tta not in TTA_MODES:
+            raise FacemtlError(f"unknown test-time augmentation {tta!r}; use one of {', '.join(TTA_MODES)}")
+        self.tta = tta
         self.checkpoint_path = Path(path)
         self.backend = pick_backend(self.checkpoint_path, backend)
         self.detector_name = detector
@@ -274,7 +287,7 @@ class FaceAnalyzer:
         images = np.stack([face.crop for face in faces]).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
         if self.grey:
             images = to_grey(images)
-        numpy = postprocess(self._model(np.ascontiguousarray(images)), self.tasks, self.label_spaces)
+        numpy = predict_faces(self._model, np.ascontiguousarray(images), self.tta)
         for i, face in enumerate(faces):
             face.outputs = {t: ({n: v[i] for n, v in o.items()} if isinstance(o, dict) else o[i]) for t, o in numpy.items()}
             face.crop = None

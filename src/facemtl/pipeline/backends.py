@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from facemtl.tasks import TASKS, FacemtlError, LabelSpaces
+from facemtl.tasks import TASKS, FacemtlError, LabelSpaces, mirror_permutation
 
 #: ``format`` entry of an exported model's ``metadata_props``.
 ONNX_FORMAT = "facemtl-onnx-1"
 BACKENDS = ("torch", "onnx")
+#: Test-time augmentation: ``flip`` also analyses each face's mirror image and averages.
+TTA_MODES = ("none", "flip")
 
 
 def output_names(tasks: tuple[str, ...] | list[str], spaces: LabelSpaces) -> list[str]:
@@ -191,6 +193,46 @@ def postprocess(raw: dict[str, np.ndarray], tasks: tuple[str, ...], spaces: Labe
         else:
             out[task] = raw[task]
     return out
+
+
+def predict_faces(model: TorchModel | OnnxModel, images: np.ndarray, tta: str = "none") -> dict[str, Any]:
+    """:func:`postprocess`-ed outputs of ``images`` float32 ``[B, 3, S, S]``.
+
+    ``tta="flip"`` runs the mirrored faces too and averages both views, the mirrored view
+    mapped back first (:func:`unmirror`): two forward passes per face.
+    """
+    info = model.info
+    outputs = postprocess(model(images), info.tasks, info.label_spaces)
+    if tta == "none":
+        return outputs
+    if tta != "flip":
+        raise FacemtlError(f"unknown test-time augmentation {tta!r}; use one of {', '.join(TTA_MODES)}")
+    mirrored = postprocess(model(np.ascontiguousarray(images[..., ::-1])), info.tasks, info.label_spaces)
+    return _average(outputs, unmirror(mirrored, info.label_spaces))
+
+
+def unmirror(outputs: dict[str, Any], spaces: LabelSpaces) -> dict[str, Any]:
+    """Post-processed outputs of *mirrored* faces, expressed for the faces as given.
+
+    Landmarks are reflected (``x -> 1 - x`` in crop coordinates) and relabelled left <-> right
+    (:func:`~facemtl.tasks.mirror_permutation`); the ``pose`` attribute's classes, ordered
+    left profile ... right profile, are reversed (as training's flip augmentation does).
+    Expression, AUs, valence/arousal and the other attributes do not change under a flip.
+    """
+    out = dict(outputs)
+    if "lmk" in out:
+        points = out["lmk"][:, list(mirror_permutation(spaces.num_landmarks))].copy()
+        points[..., 0] = 1.0 - points[..., 0]
+        out["lmk"] = points
+    if "pose" in out.get("attr", {}):
+        out["attr"] = {**out["attr"], "pose": out["attr"]["pose"][:, ::-1]}
+    return out
+
+
+def _average(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Element-wise mean of two (nested) output dictionaries of the same structure."""
+    return {key: _average(value, second[key]) if isinstance(value, dict) else (value + second[key]) / 2.0
+            for key, value in first.items()}
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -34,6 +34,9 @@ def add_predict_parser(commands: Any) -> None:
                         help="face detector: YuNet (model from $FACEMTL_YUNET, the cache or one download), "
                              "the bundled Haar cascade, or auto = YuNet else Haar (default)")
     parser.add_argument("--no-detect", action="store_true", help="each input image is already one cropped face")
+    parser.add_argument("--tta", default="none", choices=["none", "flip"],
+                        help="test-time augmentation: flip = also analyse each face mirrored and average "
+                             "(landmarks and pose mirrored back; twice the model time)")
 
 
 def _warn_one_line(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
@@ -48,7 +51,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from facemtl.pipeline.writers import CsvWriter
 
     analyzer = FaceAnalyzer(args.checkpoint, detector="none" if args.no_detect else args.detector,
-                            device=args.device, batch_size=args.batch_size, backend=args.backend)
+                            device=args.device, batch_size=args.batch_size, backend=args.backend,
+                            tta=args.tta)
     with warnings.catch_warnings():
         warnings.showwarning = _warn_one_line
         batches = analyzer.iter_rows(args.inputs, every=args.every, annotate=args.annotate, progress=True)

@@ -65,7 +65,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _packaged_yunet() -> Path | None:
     """The YuNet file shipped in ``facemtl/weights`` (232 KB, MIT), if present and intact."""
     packaged = Path(__file__).resolve().parents[1] / "weights" / YUNET_FILE

@@ -9,7 +9,7 @@ never a silently different model.
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from facemtl.tasks import FacemtlError
@@ -28,7 +28,7 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-@lru_cache(maxsize=None)
+@cache
 def base_model() -> Path:
     """Path of the shipped model after checking its hash.
 
