@@ -14,6 +14,7 @@ published ~7.6-8.0 % (TCDCN on AFLW) with that in mind.
 
     python benchmarks/tcdcn_mtfl.py --json tcdcn.json          # CPU budget, one thread (about 12 minutes)
     python benchmarks/tcdcn_mtfl.py --full --json tcdcn.json   # the recipe's 60 epochs per variant
+    python benchmarks/tcdcn_mtfl.py --full --epochs 30 --variants 1 2 --attr-weight 0.01   # another lambda_a
 """
 
 from __future__ import annotations
@@ -93,8 +94,12 @@ def jittered_nme(trainer: Trainer) -> float:
     return landmark_metrics(found["lmk"]["pred"], found["lmk"]["label"])["nme"]
 
 
-def run_variant(name: str, overrides: list[str], root: str, budget: dict, folder: Path) -> dict[str, Any]:
+def run_variant(name: str, overrides: list[str], root: str, budget: dict, folder: Path,
+                attr_weight: float | None = None) -> dict[str, Any]:
     started = time.perf_counter()
+    if attr_weight is not None:  # the same lambda_a for the four attributes
+        overrides = [*overrides, "method.attr_weights={" + ", ".join(
+            f"{a}: {attr_weight}" for a in ("gender", "smile", "glasses", "pose")) + "}"]
     config = load_config(RECIPE, [
         f"data.root={root}", f"train.epochs={budget['epochs']}", f"method.strip={budget['strip']}",
         "train.device=cpu", "train.threads=1", "train.progress=false", *overrides,
@@ -110,7 +115,7 @@ def run_variant(name: str, overrides: list[str], root: str, budget: dict, folder
     return {
         "variant": name, "overrides": overrides, "test": metrics, "stopped": stopped,
         "val_nme_last": 1.0 - history[-1]["val_lmk"], "minutes": (time.perf_counter() - started) / 60,
-        "threshold": config.method.threshold,
+        "threshold": config.method.threshold, "attr_weights": dict(config.method.attr_weights),
         "history": history,
     }
 
@@ -150,6 +155,9 @@ def main() -> None:
     parser.add_argument("--root", default=str(DEFAULT_ROOT), help="the MTFL folder (training.txt, testing.txt, images)")
     parser.add_argument("--full", action="store_true", help="the recipe's full budget (60 epochs per variant)")
     parser.add_argument("--epochs", type=int, help="override the budget's epochs per variant")
+    parser.add_argument("--attr-weight", type=float, help="lambda_a of every attribute (default: the recipe's 0.05)")
+    parser.add_argument("--variants", nargs="+", type=int, choices=range(len(VARIANTS)),
+                        help="run only these variants (0 = landmarks only, 1 = + attributes, 2 = + early stopping)")
     parser.add_argument("--json", help="write the results (with per-epoch histories) here")
     parser.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
     args = parser.parse_args()
@@ -161,8 +169,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(args.out or scratch)
         results = []
-        for name, overrides in VARIANTS.items():
-            results.append(run_variant(name, overrides, args.root, budget, folder))
+        chosen = [v for i, v in enumerate(VARIANTS.items()) if args.variants is None or i in args.variants]
+        for name, overrides in chosen:
+            results.append(run_variant(name, overrides, args.root, budget, folder, args.attr_weight))
             done = results[-1]
             print(f"{name}: test NME {100 * done['test']['nme']:.2f} % ({done['minutes']:.1f} min)", flush=True)
     print_table(results, budget)
