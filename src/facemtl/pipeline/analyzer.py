@@ -28,9 +28,9 @@ import numpy as np
 from facemtl.pipeline import schema
 from facemtl.pipeline.align import apply, face_transform, invert, to_crop_pixels, warp_face
 from facemtl.pipeline.backends import (
-    TTA_MODES,
     OnnxModel,
     TorchModel,
+    check_tta,
     load_model,
     pick_backend,
     predict_faces,
@@ -111,9 +111,7 @@ class FaceAnalyzer:
             path = base_model()
         if batch_size < 1:
             raise FacemtlError(f"batch size must be >= 1, got {batch_size}")
-        if tta not in TTA_MODES:
-            raise FacemtlError(f"unknown test-time augmentation {tta!r}; use one of {', '.join(TTA_MODES)}")
-        self.tta = tta
+        self.tta = check_tta(tta)
         self.checkpoint_path = Path(path)
         self.backend = pick_backend(self.checkpoint_path, backend)
         self.detector_name = detector

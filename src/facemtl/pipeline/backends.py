@@ -195,6 +195,13 @@ def postprocess(raw: dict[str, np.ndarray], tasks: tuple[str, ...], spaces: Labe
     return out
 
 
+def check_tta(tta: str) -> str:
+    """``tta`` if it is one of :data:`TTA_MODES`, else a :class:`FacemtlError` naming them."""
+    if tta not in TTA_MODES:
+        raise FacemtlError(f"unknown test-time augmentation {tta!r}; use one of {', '.join(TTA_MODES)}")
+    return tta
+
+
 def predict_faces(model: TorchModel | OnnxModel, images: np.ndarray, tta: str = "none") -> dict[str, Any]:
     """:func:`postprocess`-ed outputs of ``images`` float32 ``[B, 3, S, S]``.
 
@@ -203,10 +210,8 @@ def predict_faces(model: TorchModel | OnnxModel, images: np.ndarray, tta: str = 
     """
     info = model.info
     outputs = postprocess(model(images), info.tasks, info.label_spaces)
-    if tta == "none":
+    if check_tta(tta) == "none":
         return outputs
-    if tta != "flip":
-        raise FacemtlError(f"unknown test-time augmentation {tta!r}; use one of {', '.join(TTA_MODES)}")
     mirrored = postprocess(model(np.ascontiguousarray(images[..., ::-1])), info.tasks, info.label_spaces)
     return _average(outputs, unmirror(mirrored, info.label_spaces))
 
