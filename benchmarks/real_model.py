@@ -4,7 +4,7 @@ Protocols of ``../shared/data/README.md``:
 
 - FER2013: accuracy and macro-F1 on ``PrivateTest`` (reported) and ``PublicTest`` (the
   selection split), on the released 48 px faces; ``+flip`` averages the softmax of each
-  face and its mirror image (test-time augmentation, reported separately);
+  face and its mirror image (the pipeline's ``--tta flip``, reported separately);
 - MTFL ``testing.txt`` (AFLW faces): NME normalised by the eye-centre distance (MTFL has no
   eye corners), failure rate at 10 %, accuracy per attribute, twice:
   ``aligned``: faces warped onto the template with their ground-truth 5 points, as in
@@ -38,6 +38,7 @@ from facemtl.engine.checkpoint import load_network
 from facemtl.engine.evaluate import collect_predictions
 from facemtl.metrics import attribute_metrics, expression_metrics, landmark_metrics
 from facemtl.models import MultiTaskNet
+from facemtl.pipeline.backends import TorchModel, predict_faces
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -50,22 +51,22 @@ def source_config(checkpoint: Any, name: str, root: Path) -> DataConfig:
     return dataclasses.replace(data, name=name, root=str(root), sources=[])
 
 
-def flip_predictor(net: MultiTaskNet):
-    """Expression probabilities averaged over each face and its mirror image."""
+def flip_predictor(path: str | Path):
+    """Expression probabilities with the pipeline's own flip TTA (``facemtl predict --tta flip``)."""
+    model = TorchModel(path)
+
     def predict(images: torch.Tensor) -> dict[str, Any]:
-        with torch.no_grad():
-            probs = net(images)["expr"].softmax(1) + net(images.flip(3))["expr"].softmax(1)
-        return {"expr": probs}
+        return {"expr": torch.from_numpy(predict_faces(model, images.numpy(), "flip")["expr"])}
     return predict
 
 
-def fer2013(net: MultiTaskNet, checkpoint: Any, root: Path) -> dict[str, Any]:
+def fer2013(net: MultiTaskNet, path: str | Path, checkpoint: Any, root: Path) -> dict[str, Any]:
     """Accuracy / macro-F1 on PublicTest (val) and PrivateTest (test), plain and with flip TTA."""
     config = source_config(checkpoint, "fer2013", root)
     splits = build_datasets(config, ("val", "test"))
     classes = checkpoint.label_spaces.expr_classes
     out = {}
-    for tta, predict in (("", lambda x: net(x)), ("+flip", flip_predictor(net))):
+    for tta, predict in (("", lambda x: net(x)), ("+flip", flip_predictor(path))):
         for split, name in (("val", "PublicTest"), ("test", "PrivateTest")):
             with torch.no_grad():
                 found = collect_predictions(predict, splits[split], ("expr",), torch.device("cpu"))["expr"]
@@ -128,7 +129,7 @@ def evaluate_checkpoint(path: str | Path, fer_root: Path, mtfl_root: Path, detec
     result: dict[str, Any] = {"checkpoint": str(path)}
     started = time.perf_counter()
     if "expr" in checkpoint.tasks:
-        result["fer2013"] = fer2013(net, checkpoint, fer_root)
+        result["fer2013"] = fer2013(net, path, checkpoint, fer_root)
     if "lmk" in checkpoint.tasks:
         result["mtfl_aligned"] = mtfl_aligned(net, checkpoint, mtfl_root)
         if detected:
