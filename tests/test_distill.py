@@ -1,5 +1,6 @@
 """Deng et al.: VA bins, distillation terms, the student method, ensembles, and the CLI end to end."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -99,6 +100,19 @@ def test_teacher_is_frozen_and_not_saved(teacher_path, tiny_overrides):
     assert not teacher.training and all(p.grad is None and not p.requires_grad for p in teacher.parameters())
     assert all(k.startswith("net.") for k in student.state_dict())
     assert len(student.state_dict()) == len(load_net(str(teacher_path)).state_dict())
+
+
+def test_teacher_label_spaces_are_compared_on_distilled_tasks_only(teacher_path, tiny_overrides):
+    student, _ = _student(teacher_path, tiny_overrides)
+    teacher = load_net(str(teacher_path))
+    # A teacher from a dataset without attributes still teaches expression, AU and VA...
+    teacher.label_spaces = dataclasses.replace(teacher.label_spaces, attributes={})
+    student._check_teacher(teacher)
+    # ...but one whose expression classes are in another order would teach the wrong classes.
+    classes = teacher.label_spaces.expr_classes
+    teacher.label_spaces = dataclasses.replace(teacher.label_spaces, expr_classes=(classes[1], classes[0], *classes[2:]))
+    with pytest.raises(FacemtlError, match="expr_classes"):
+        student._check_teacher(teacher)
 
 
 def test_missing_teacher_is_a_one_line_error(tiny_overrides):

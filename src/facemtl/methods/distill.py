@@ -89,13 +89,25 @@ class DistillMethod(Method):
         device = next(self.net.parameters()).device
         if not self._teacher:
             teacher = load_net(self.config.teacher, device)
-            if teacher.label_spaces != self.net.label_spaces:
-                raise FacemtlError(f"method.teacher={self.config.teacher}: its label spaces differ from the student's data")
-            missing = [t for t in self.net.tasks if t in DISTILLED_TASKS and t not in teacher.tasks]
-            if missing:
-                raise FacemtlError(f"method.teacher={self.config.teacher}: the teacher has no head for {missing}")
+            self._check_teacher(teacher)
             self._teacher.append(teacher)
         return self._teacher[0].to(device)
+
+    def _check_teacher(self, teacher: MultiTaskNet) -> None:
+        """The teacher must speak the student's labels on every distilled task.
+
+        Only the distilled tasks are compared: a teacher trained on one dataset (say FER2013
+        expression alone) may teach a student that also learns landmarks from another.
+        """
+        where = f"method.teacher={self.config.teacher}"
+        missing = [t for t in self.net.tasks if t in DISTILLED_TASKS and t not in teacher.tasks]
+        if missing:
+            raise FacemtlError(f"{where}: the teacher has no head for {missing}")
+        ours, theirs = self.net.label_spaces, teacher.label_spaces
+        for task, field_name in (("expr", "expr_classes"), ("au", "au_names")):
+            if task in self.net.tasks and getattr(ours, field_name) != getattr(theirs, field_name):
+                raise FacemtlError(f"{where}: its {field_name} {list(getattr(theirs, field_name))} "
+                                   f"differ from the student's {list(getattr(ours, field_name))}")
 
     def training_step(self, batch: Batch) -> dict[str, Any]:
         outputs = self.net(batch["image"])
