@@ -1,7 +1,8 @@
 """Weights shipped inside the package: the model ``FaceAnalyzer()`` and ``facemtl predict`` use by default.
 
-``facemtl_base.safetensors`` is trained by ``configs/facemtl_base.yaml`` (FER2013 expression +
-MTFL landmarks and attributes; model card: ``docs/model_card.md``). The file is verified
+``facemtl_base.safetensors`` is trained by ``configs/facemtl_base_teacher.yaml`` (a FER2013
+expression teacher) then ``configs/facemtl_base.yaml`` (the student: FER2013 expression + MTFL
+landmarks and attributes; model card: ``docs/model_card.md``). The file is verified
 against :data:`BASE_SHA256` before first use, so a truncated or swapped file is an error,
 never a silently different model.
 """
@@ -16,7 +17,7 @@ from facemtl.tasks import FacemtlError
 
 BASE_MODEL = Path(__file__).with_name("facemtl_base.safetensors")
 #: SHA-256 of the shipped file (benchmarks/real_model.py --print-hash recomputes it).
-BASE_SHA256 = "3d5a27a688bd732ccf2da1b972f915969468aaafc7db20a0b7efa439167d508d"
+BASE_SHA256 = "7992db1791f8cc098258529e8af56d84f0fd3eb7655389df86b7e2ffa3561600"
 
 
 def sha256(path: str | Path) -> str:
