@@ -85,3 +85,23 @@ def test_recipes_in_configs_folder_load():
     assert recipes, "configs/ has no recipes"
     for recipe in recipes:
         load_config(recipe)
+
+
+def test_recipe_base_is_merged_section_by_section(tmp_path):
+    (tmp_path / "parent.yaml").write_text(
+        "data: {name: synthetic, image_size: 48, sources: [{name: fer2013, root: a}, {name: mtfl, root: b}]}\n"
+        "train: {epochs: 30, lr: 0.002}\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\ndata: {sources: [{name: fer2013, root: c}]}\ntrain: {epochs: 20}\n")
+    config = load_config(tmp_path / "child.yaml", ["train.lr=0.01"])
+    assert config.data.image_size == 48 and config.data.name == "synthetic"  # kept from the base
+    assert [s["root"] for s in config.data.sources] == ["c"]  # a list is replaced whole
+    assert config.train.epochs == 20 and config.train.lr == 0.01  # the child, then overrides
+
+
+def test_recipe_base_errors_name_the_file(tmp_path):
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(FacemtlError, match="loops back"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "orphan.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(FacemtlError, match="missing.yaml does not exist"):
+        load_config(tmp_path / "orphan.yaml")

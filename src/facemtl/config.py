@@ -275,22 +275,43 @@ def config_from_dict(raw: Mapping[str, Any], overrides: list[str] | tuple[str, .
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML recipe (or start from the defaults when ``path`` is None) and apply overrides."""
-    raw: Any = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FacemtlError(f"config file {path} does not exist")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise FacemtlError(f"{where}: malformed YAML ({problem})") from None
-        if not isinstance(raw, Mapping):
-            raise FacemtlError(f"{path}: expected a mapping of sections ({', '.join(SECTIONS)})")
-    return config_from_dict(raw, overrides)
+    """Read a YAML recipe (or start from the defaults when ``path`` is None) and apply overrides.
+
+    A recipe may start with ``base: OTHER.yaml`` (relative to the recipe's folder): it is read
+    first and the recipe's keys replace its keys, section by section (a list, such as
+    ``data.sources``, is replaced whole), so variants of one recipe state only what differs.
+    """
+    return config_from_dict(_read_recipe(Path(path)) if path is not None else {}, overrides)
+
+
+def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The sections of the YAML recipe at ``path``, its ``base`` chain merged in."""
+    if not path.is_file():
+        raise FacemtlError(f"config file {path} does not exist")
+    if path.resolve() in seen:
+        raise FacemtlError(f"{path}: 'base' chain loops back to itself")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise FacemtlError(f"{where}: malformed YAML ({problem})") from None
+    if not isinstance(raw, Mapping):
+        raise FacemtlError(f"{path}: expected a mapping of sections ({', '.join(SECTIONS)})")
+    raw = dict(raw)
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise FacemtlError(f"{path}: 'base' must be the path of another recipe, got {base!r}")
+    merged = _read_recipe(path.parent / base, (*seen, path.resolve()))
+    for section, values in raw.items():
+        if isinstance(values, Mapping) and isinstance(merged.get(section), Mapping):
+            merged[section] = {**merged[section], **values}
+        else:
+            merged[section] = values
+    return merged
 
 
 def _check_range(key: str, value: float, low: float, high: float) -> None:
