@@ -15,6 +15,7 @@ published ~7.6-8.0 % (TCDCN on AFLW) with that in mind.
     python benchmarks/tcdcn_mtfl.py --json tcdcn.json          # CPU budget, one thread (about 12 minutes)
     python benchmarks/tcdcn_mtfl.py --full --json tcdcn.json   # the recipe's 60 epochs per variant
     python benchmarks/tcdcn_mtfl.py --full --epochs 30 --variants 1 2 --attr-weight 0.01   # another lambda_a
+    python benchmarks/tcdcn_mtfl.py --epochs 15 --variants 0 1 --set data.augment=none     # without augmentation
 """
 
 from __future__ import annotations
@@ -95,14 +96,14 @@ def jittered_nme(trainer: Trainer) -> float:
 
 
 def run_variant(name: str, overrides: list[str], root: str, budget: dict, folder: Path,
-                attr_weight: float | None = None) -> dict[str, Any]:
+                attr_weight: float | None = None, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     started = time.perf_counter()
     if attr_weight is not None:  # the same lambda_a for the four attributes
         overrides = [*overrides, "method.attr_weights={" + ", ".join(
             f"{a}: {attr_weight}" for a in ("gender", "smile", "glasses", "pose")) + "}"]
     config = load_config(RECIPE, [
         f"data.root={root}", f"train.epochs={budget['epochs']}", f"method.strip={budget['strip']}",
-        "train.device=cpu", "train.threads=1", "train.progress=false", *overrides,
+        "train.device=cpu", "train.threads=1", "train.progress=false", *overrides, *extra,
     ])
     trainer = Trainer(config, folder / name.replace(" ", "_").replace("+", "plus").replace("(", "").replace(")", ""))
     trainer.fit()
@@ -158,6 +159,8 @@ def main() -> None:
     parser.add_argument("--attr-weight", type=float, help="lambda_a of every attribute (default: the recipe's 0.05)")
     parser.add_argument("--variants", nargs="+", type=int, choices=range(len(VARIANTS)),
                         help="run only these variants (0 = landmarks only, 1 = + attributes, 2 = + early stopping)")
+    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                        help="another recipe override for every variant, e.g. data.augment=none")
     parser.add_argument("--json", help="write the results (with per-epoch histories) here")
     parser.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
     args = parser.parse_args()
@@ -171,7 +174,7 @@ def main() -> None:
         results = []
         chosen = [v for i, v in enumerate(VARIANTS.items()) if args.variants is None or i in args.variants]
         for name, overrides in chosen:
-            results.append(run_variant(name, overrides, args.root, budget, folder, args.attr_weight))
+            results.append(run_variant(name, overrides, args.root, budget, folder, args.attr_weight, tuple(args.extra)))
             done = results[-1]
             print(f"{name}: test NME {100 * done['test']['nme']:.2f} % ({done['minutes']:.1f} min)", flush=True)
     print_table(results, budget)

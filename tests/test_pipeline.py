@@ -162,6 +162,18 @@ def test_expand_sources_walks_folders_and_flags_bad_inputs(tmp_path):
     assert "unsupported file type '.txt'" in sources[0].error and "no such file" in sources[1].error
 
 
+def test_expand_sources_finds_files_under_a_relative_path_through_dot_dot(tmp_path, monkeypatch):
+    from facemtl.pipeline.sources import expand_sources
+
+    (tmp_path / "photos" / ".cache").mkdir(parents=True)
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "photos" / ".cache" / "b.jpg").write_bytes(b"x")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    sources, notes = expand_sources("../photos")  # ".." is not a hidden folder; ".cache" inside it is
+    assert [Path(s.name).name for s in sources] == ["a.jpg"] and not notes
+
+
 def test_haar_detector_finds_a_face_and_estimates_points_inside_the_box():
     pytest.importorskip("cv2")
     if not MEDIA.is_dir():

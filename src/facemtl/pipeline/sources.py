@@ -105,7 +105,9 @@ def _pil_to_array(image: Any) -> np.ndarray:
 
 def _path_source(path: Path) -> list[Source]:
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.parts)
+        # hidden = a dot-name *inside* the folder: the folder's own path may well be "../photos"
+        files = sorted(p for p in path.rglob("*") if p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts)
                        and p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
         return [_path_source(p)[0] for p in files]  # an empty folder contributes nothing
     if not path.exists():
