@@ -121,6 +121,41 @@ def test_data_check_lists_every_problem(tmp_path):
     assert problems == 2 and "testing.txt:2: image" in out and "testing.txt:4: expected 15 fields" in out
 
 
+@pytest.mark.filterwarnings("ignore:.*8 of 8 faces have no detected box")  # the CSV lists test images only
+def test_detector_boxes_frame_the_faces_and_landmarks_still_map_back(tmp_path):
+    write_mtfl(tmp_path)
+    # A `facemtl predict` CSV: face 0 has its box plus a far-away second face, face 1 only a
+    # box that misses its landmarks (-> landmark framing), face 2 a "success = 0" row (no face).
+    rows = ["input,frame,success,face_x,face_y,face_w,face_h",
+            f"{tmp_path / 'AFLW' / '0000-image0.jpg'},0,1,14,12,36,44",
+            f"{tmp_path / 'AFLW' / '0000-image0.jpg'},0,1,50,50,10,10",
+            "AFLW/0001-image1.jpg,0,1,0,0,5,5",
+            "AFLW/0002-image2.jpg,0,0,,,,"]
+    (tmp_path / "boxes.csv").write_text("\n".join(rows) + "\n")
+    plain = load(tmp_path)["test"]
+    with pytest.warns(UserWarning, match=r"testing\.txt: 2 of 3 faces have no detected box"):
+        boxed = load(tmp_path, f"data.boxes={tmp_path / 'boxes.csv'}")["test"]
+    crops = boxed.info["crop"].numpy()
+    assert crops[0].tolist() == [32 - 22, 34 - 22, 44]  # the box's longer side, BOX_MARGIN = 0 around it
+    assert np.array_equal(crops[1:], plain.info["crop"].numpy()[1:])  # no box: framed as without data.boxes
+    batch = boxed.__getitems__([0, 1, 2])
+    back = crop_to_image(batch["labels"]["lmk"].numpy(), batch["info"]["crop"].numpy())
+    assert np.allclose(back, parse_line(mtfl_line("AFLW\\x.jpg", 1.0)).points[None], atol=1e-4)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("file,left,top\n", r"boxes\.csv:1: expected columns input,face_x"),
+    ("path,x,y,w,h\nAFLW/0000-image0.jpg,1,2,three,4\n", r"boxes\.csv:2: face box .* must be numbers"),
+])
+def test_bad_box_file_names_file_and_line(tmp_path, text, message):
+    write_mtfl(tmp_path)
+    (tmp_path / "boxes.csv").write_text(text)
+    with pytest.raises(FacemtlError, match=message):
+        load(tmp_path, f"data.boxes={tmp_path / 'boxes.csv'}")
+    with pytest.raises(FacemtlError, match="data.boxes=.*no such file"):
+        load(tmp_path, f"data.boxes={tmp_path / 'nope.csv'}")
+
+
 def test_grey_batches_and_num_landmarks_check(tmp_path):
     splits = load(write_mtfl(tmp_path), "data.grey=true")
     image = splits["test"].__getitems__([0])["image"]

@@ -49,6 +49,7 @@ class DataConfig:
     au_ids: list[int] = field(default_factory=list)  # FACS numbers of the AUs to label; empty = the dataset's standard set
     ferplus_mode: str = "majority"  # FERPlus votes -> label: majority | plurality | soft
     crop_margin: float = -1.0  # fraction of the face box added on each side; < 0 = the format's default
+    boxes: str = ""  # mtfl: face-box CSV (`facemtl predict` output or path,x,y,w,h): crop from detector boxes
     # 5 (x, y) points in [0, 1]: faces with landmarks are warped onto them by a similarity transform
     # (the inference pipeline's alignment) instead of the square crop; empty = square crop.
     align_template: list[list[float]] = field(default_factory=list)

@@ -71,6 +71,47 @@ def csv_rows(path: Path, required: Sequence[str] = ()) -> Iterator[tuple[int, di
             yield reader.line_num, row
 
 
+#: Column names of a face-box CSV: ``facemtl predict``'s own, or plain ``path,x,y,w,h``.
+BOX_COLUMNS: dict[str, tuple[str, ...]] = {
+    "facemtl predict": ("input", "face_x", "face_y", "face_w", "face_h"),
+    "plain": ("path", "x", "y", "w", "h"),
+}
+
+
+def read_face_boxes(path: str | Path, root: Path) -> dict[str, list[tuple[float, float, float, float]]]:
+    """Detected face boxes per image from a CSV: ``facemtl predict`` output or ``path,x,y,w,h``.
+
+    Rows of a ``facemtl predict`` CSV with ``success = 0`` (no face) are skipped. Image paths
+    may be absolute, relative to ``root``, or relative to the working folder (as ``facemtl
+    predict`` writes the paths it was given); keys are resolved absolute paths.
+
+    Raises:
+        FacemtlError: ``file:line`` for a missing file, an unknown header or a non-numeric box.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FacemtlError(f"data.boxes={path}: no such file (expected a CSV from `facemtl predict` or path,x,y,w,h)")
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        header = [h.strip() for h in next(csv.reader(handle), [])]
+    names = next((cols for cols in BOX_COLUMNS.values() if set(cols) <= set(header)), None)
+    if names is None:
+        raise FacemtlError(f"{path}:1: expected columns {' or '.join(','.join(c) for c in BOX_COLUMNS.values())}; "
+                           f"header is {','.join(header)}")
+    boxes: dict[str, list[tuple[float, float, float, float]]] = {}
+    for line, row in csv_rows(path, names):
+        if row.get("success", "1").strip() == "0":
+            continue
+        try:
+            box = tuple(to_float(row[c]) for c in names[1:])
+        except ValueError as err:
+            raise FacemtlError(f"{path}:{line}: face box {names[1:]} must be numbers ({err})") from None
+        image = Path(row[names[0]].strip().replace("\\", "/")).expanduser()
+        # relative to root, or (as `facemtl predict` writes them) to where the command ran
+        image = root / image if (root / image).exists() or not image.exists() else image
+        boxes.setdefault(str(image.resolve()), []).append(box)
+    return boxes
+
+
 def to_float(text: str | None) -> float:
     """A float from annotation text; ValueError when it is not one."""
     if text is None:

@@ -24,11 +24,15 @@ Splits: ``training.txt`` is train, with a seeded ``data.val_fraction`` carved ou
 validation and early stopping (whole LFW identities at a time); ``testing.txt`` is test and
 is never used for validation.
 
-Faces: MTFL has no face boxes, so the crop is the square around the five landmarks'
-bounding box plus ``data.crop_margin`` of its longer side on each side (default
-:data:`DEFAULT_MARGIN`). Because the crop comes from the ground-truth points, the test
-faces are framed more consistently than a detector would frame them (see the benchmark
-notes). Batches carry each face's crop as ``info["crop"]`` = ``(x0, y0, side)`` in source
+Faces: MTFL has no face boxes, so by default the crop is the square around the five
+landmarks' bounding box plus ``data.crop_margin`` of its longer side on each side (default
+:data:`DEFAULT_MARGIN`). Because that crop comes from the ground-truth points, the faces are
+framed more consistently than a detector would frame them, and the framing itself tells
+where the points are. ``data.boxes`` names a CSV of detected boxes instead (``facemtl
+predict`` output, or ``path,x,y,w,h``), as TCDCN cropped its faces: each face takes the
+detection containing its landmarks' centre (the nearest if several), crops it with
+:data:`BOX_MARGIN`, and a face with no such detection keeps the landmark framing (counted
+in a warning). Batches carry each face's crop as ``info["crop"]`` = ``(x0, y0, side)`` in source
 pixels; :func:`crop_to_image` maps predicted landmarks back to original-image pixels.
 ``data.grey`` and ``data.augment`` (:mod:`facemtl.data.augment`) apply, as to every dataset.
 """
@@ -37,21 +41,25 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from facemtl.config import DataConfig
-from facemtl.data.formats._common import dataset_root, read_lines, to_int
+from facemtl.data.formats._common import dataset_root, read_face_boxes, read_lines, to_int
 from facemtl.data.images import face_rects
 from facemtl.data.record_dataset import build_splits
-from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, problem
+from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, note, problem
 from facemtl.registry import DATASETS
 from facemtl.tasks import DEFAULT_ATTRIBUTES, FacemtlError
 
 #: Crop margin (fraction of the landmark box's longer side, each side): frames the whole face.
 DEFAULT_MARGIN = 0.4
+#: Crop margin around a detector box (``data.boxes``): none, YuNet's box is already ~1.4x the
+#: side of the default landmark crop (median over MTFL's 13k faces).
+BOX_MARGIN = 0.0
 FILES: dict[str, str] = {"train": "training.txt", "test": "testing.txt"}
 #: Released 1-based code -> facemtl class name, per attribute (in the file's column order).
 CODES: dict[str, dict[int, str]] = {
@@ -148,6 +156,31 @@ def crop_to_image(points: np.ndarray, crops: np.ndarray) -> np.ndarray:
     return crops[:, None, :2] + np.asarray(points, dtype=np.float64) * crops[:, None, 2:3]
 
 
+def detector_boxes(faces: list[MTFLFace], root: Path, found: dict[str, list], margin: float) -> tuple[np.ndarray, int]:
+    """Each face's detected box ``[N, 4]`` (x, y, w, h) and how many faces had none.
+
+    A face takes the detection that contains its landmarks' centre, the nearest centre if
+    several do. A face without one gets the box that, cropped with ``margin``, gives the
+    landmark crop of :data:`DEFAULT_MARGIN`, so it is framed as without ``data.boxes``.
+    """
+    points = np.stack([f.points for f in faces]).astype(np.float64) if faces else np.zeros((0, 5, 2))
+    fallback = face_rects(None, points, DEFAULT_MARGIN, len(faces)).astype(np.float64)  # (x0, y0, side)
+    side = fallback[:, 2] / (1.0 + 2.0 * margin)
+    boxes = np.stack([fallback[:, 0] + (fallback[:, 2] - side) / 2, fallback[:, 1] + (fallback[:, 2] - side) / 2,
+                      side, side], axis=1)
+    missing = 0
+    for i, face in enumerate(faces):
+        centre = points[i].mean(axis=0)
+        candidates = np.asarray(found.get(str((root / face.path).resolve()), []), np.float64).reshape(-1, 4)
+        inside = ((candidates[:, :2] <= centre) & (centre <= candidates[:, :2] + candidates[:, 2:])).all(axis=1)
+        if not inside.any():
+            missing += 1
+            continue
+        candidates = candidates[inside]
+        boxes[i] = candidates[np.argmin(np.linalg.norm(candidates[:, :2] + candidates[:, 2:] / 2 - centre, axis=1))]
+    return boxes.astype(np.float32), missing
+
+
 @DATASETS.register("mtfl")
 def mtfl(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
     """MTFL: 5 landmarks and gender / smile / glasses / pose for every face."""
@@ -155,8 +188,10 @@ def mtfl(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
     if config.num_landmarks != 5:
         raise FacemtlError(
             f"data.num_landmarks={config.num_landmarks}: MTFL labels 5 landmarks; set data.num_landmarks=5")
-    margin = DEFAULT_MARGIN if config.crop_margin < 0 else config.crop_margin
-    table = RecordTable(dataset_label_spaces(config), root, num_points=5, margin=DEFAULT_MARGIN)
+    default_margin = BOX_MARGIN if config.boxes else DEFAULT_MARGIN
+    margin = default_margin if config.crop_margin < 0 else config.crop_margin
+    found = read_face_boxes(config.boxes, root) if config.boxes else None
+    table = RecordTable(dataset_label_spaces(config), root, num_points=5, margin=default_margin)
     names = list(DEFAULT_ATTRIBUTES)
     for split, name in FILES.items():
         path = root / name
@@ -165,10 +200,18 @@ def mtfl(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
                 f"{root}: no {name} (expected the MTFL release: training.txt, testing.txt and image folders)")
         lines, faces = read_file(path, root)
         points = np.stack([f.points for f in faces]).astype(np.float32) if faces else np.zeros((0, 5, 2), np.float32)
+        boxes = None
+        if found is not None:
+            boxes, missing = detector_boxes(faces, root, found, margin)
+            if missing:
+                message = f"{path}: {missing} of {len(faces)} faces have no detected box around their landmarks; " \
+                          "they are framed from their landmarks"
+                note(message)
+                warnings.warn(message, stacklevel=2)
         table.extend(
             path, lines, [f.path for f in faces], split,
-            attr=[[f.attributes[a] for a in names] for f in faces], points=points,
+            attr=[[f.attributes[a] for a in names] for f in faces], points=points, boxes=boxes,
             groups=[identity(f.path) for f in faces],
-            info_crop=face_rects(None, points, margin, len(faces)),  # the same rectangles the crops use
+            info_crop=face_rects(boxes, points, margin, len(faces)),  # the same rectangles the crops use
         )
     return build_splits(table.build(), config, splits)
