@@ -33,7 +33,6 @@ from _common import mean_std, run_parallel, train_run
 from facemtl.engine import load_checkpoint
 from facemtl.engine.checkpoint import load_model_state
 
-
 #: ``--dataset fer2013``: the data and model settings of the shipped model's recipe, expression only.
 FER2013 = ["data.name=fer2013", "data.image_size=48", "data.grey=true", "data.augment=landmarks", "data.aug_rotate=10",
            "data.aug_scale=0.15", "data.aug_shift=0.08", "model.backbone=small", "model.tasks=expr",

@@ -8,7 +8,7 @@ from facemtl.cli import main
 
 
 def _set(overrides):
-    return sum((["--set", o] for o in overrides), [])
+    return [arg for o in overrides for arg in ("--set", o)]
 
 
 @pytest.fixture(scope="module")

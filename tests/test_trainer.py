@@ -97,7 +97,7 @@ def test_resume_after_sigkill(tmp_path, tiny_overrides):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("method:\n  name: plain\n")
     process = subprocess.Popen(
-        [sys.executable, "-m", "facemtl", "train", str(recipe), "--out", str(killed)] + sum((["--set", o] for o in overrides), []),
+        [sys.executable, "-m", "facemtl", "train", str(recipe), "--out", str(killed)] + [a for o in overrides for a in ("--set", o)],
         env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     last = killed / "checkpoints/last.safetensors"

@@ -61,7 +61,7 @@ def _flip_labels(
 ) -> np.ndarray:
     noisy = expr.copy()
     probs = None if weights is None else weights / weights.sum()
-    chosen = rng.choice(len(expr), size=int(round(fraction * len(expr))), replace=False, p=probs)
+    chosen = rng.choice(len(expr), size=round(fraction * len(expr)), replace=False, p=probs)
     offsets = rng.integers(1, num_classes, size=len(chosen))  # never the same class
     noisy[chosen] = (expr[chosen] + offsets) % num_classes
     return noisy
@@ -69,7 +69,7 @@ def _flip_labels(
 
 def _keep_mask(n: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
     keep = np.zeros(n, dtype=bool)
-    keep[rng.choice(n, size=int(round(fraction * n)), replace=False)] = True
+    keep[rng.choice(n, size=round(fraction * n), replace=False)] = True
     return keep
 
 

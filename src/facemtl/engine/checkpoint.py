@@ -136,7 +136,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (a safetensors handle, not a dict)
     except (SafetensorError, OSError) as err:
         raise FacemtlError(f"{path}: not a readable safetensors file ({err})") from None
     if metadata.get("format") != FORMAT:

@@ -213,7 +213,7 @@ class MALMethod(Method):
         self.meta_data: Any = None
         prefix = last_stage_prefix(net) + "."
         self.virtual_names = [n for n, p in net.named_parameters() if p.requires_grad and (
-            config.virtual_step == "all" or n.startswith("heads.") or n.startswith(prefix))]
+            config.virtual_step == "all" or n.startswith(("heads.", prefix)))]
 
     # -- data ---------------------------------------------------------------------------
     def set_training_data(self, dataset: Any) -> None:

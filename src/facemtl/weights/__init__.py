@@ -10,7 +10,7 @@ never a silently different model.
 from __future__ import annotations
 
 import hashlib
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 
 from facemtl.tasks import FacemtlError
