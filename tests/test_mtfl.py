@@ -176,3 +176,16 @@ def test_real_mtfl_lines():
     faces = [parse_line(t) for t in test_lines[:50]]
     assert all(f.path.startswith("AFLW/") and (REAL_MTFL / f.path).is_file() for f in faces)
     assert all(f.points[0, 0] < f.points[1, 0] for f in faces)  # image-left eye first
+
+
+def test_cli_prints_the_missing_box_warning_as_one_line(tmp_path, capsys):
+    from facemtl.cli import main
+
+    write_mtfl(tmp_path)
+    (tmp_path / "boxes.csv").write_text("path,x,y,w,h\nAFLW/0000-image0.jpg,14,12,36,44\n")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"data:\n  name: mtfl\n  root: {tmp_path}\n  image_size: 32\n  boxes: {tmp_path / 'boxes.csv'}\n")
+    assert main(["data", "check", str(recipe), "--no-images"]) == 0
+    err = capsys.readouterr().err
+    assert "facemtl: warning: " in err and "testing.txt: 2 of 3 faces have no detected box" in err
+    assert "UserWarning" not in err  # one line per warning, not Python's two-line format

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from facemtl.tasks import FacemtlError
@@ -193,9 +194,23 @@ def _list() -> None:
     print("datasets: ", ", ".join(DATASETS.names()))
 
 
+def _warn_one_line(message: object, category: type, filename: str, lineno: int, file: object = None,
+                   line: object = None) -> None:
+    """Warnings as one ``facemtl: warning:`` line (no source line), above any progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(f"facemtl: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``facemtl`` console script."""
     args = _parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _warn_one_line
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "train" and args.nproc > 1:
             return _launch(args)

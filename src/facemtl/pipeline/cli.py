@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from typing import Any
 
 
@@ -39,12 +38,6 @@ def add_predict_parser(commands: Any) -> None:
                              "(landmarks and pose mirrored back; twice the model time)")
 
 
-def _warn_one_line(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(f"facemtl: warning: {message}", file=sys.stderr)  # keeps the progress bar intact
-
-
 def run_predict(args: argparse.Namespace) -> int:
     """Run ``facemtl predict``; returns the exit status (user errors raise FacemtlError)."""
     from facemtl.pipeline.analyzer import FaceAnalyzer
@@ -53,20 +46,19 @@ def run_predict(args: argparse.Namespace) -> int:
     analyzer = FaceAnalyzer(args.checkpoint, detector="none" if args.no_detect else args.detector,
                             device=args.device, batch_size=args.batch_size, backend=args.backend,
                             tta=args.tta)
-    with warnings.catch_warnings():
-        warnings.showwarning = _warn_one_line
-        batches = analyzer.iter_rows(args.inputs, every=args.every, annotate=args.annotate, progress=True)
-        writer = CsvWriter(args.out or sys.stdout, analyzer.columns)
-        faces = 0
-        try:
-            for batch in batches:
-                writer.write(batch)
-                faces += sum(row["success"] for row in batch)
-        except KeyboardInterrupt:
-            print(f"facemtl: interrupted; the {writer.rows} rows already written are kept", file=sys.stderr)
-            return 130
-        finally:
-            writer.close()
+    # warnings (unreadable inputs...) print as one line each: facemtl.cli.main formats them
+    batches = analyzer.iter_rows(args.inputs, every=args.every, annotate=args.annotate, progress=True)
+    writer = CsvWriter(args.out or sys.stdout, analyzer.columns)
+    faces = 0
+    try:
+        for batch in batches:
+            writer.write(batch)
+            faces += sum(row["success"] for row in batch)
+    except KeyboardInterrupt:
+        print(f"facemtl: interrupted; the {writer.rows} rows already written are kept", file=sys.stderr)
+        return 130
+    finally:
+        writer.close()
     where = args.out or "standard output"
     print(f"facemtl: {writer.rows} rows ({faces} faces) written to {where}", file=sys.stderr)
     if args.annotate:
