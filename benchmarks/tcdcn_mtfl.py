@@ -65,6 +65,11 @@ def _cached_build(config, splits=("train", "val", "test")):
     return _CACHE[key]
 
 
+def _untransformed(dataset):
+    """The faces under a split's batch-time transforms (grey, augmentation): labels and crops as loaded."""
+    return dataset.base if isinstance(dataset, TransformedDataset) else dataset
+
+
 def evaluate_test(trainer: Trainer) -> dict[str, Any]:
     """Landmark metrics in original-image pixels and attribute accuracies on ``testing.txt``."""
     test = trainer.datasets["test"]
@@ -77,8 +82,7 @@ def evaluate_test(trainer: Trainer) -> dict[str, Any]:
     point_error = np.linalg.norm(pred - truth, axis=2) / distance[:, None]
     result["failure_per_point"] = [float(v) for v in (point_error > 0.1).mean(axis=0)]
     # TCDCN's case for the pose attribute is the turned faces: NME per annotated pose class
-    base = test.base if isinstance(test, TransformedDataset) else test
-    pose = base.labels["attr"][:, list(test.label_spaces.attributes).index("pose")].numpy()
+    pose = _untransformed(test).labels["attr"][:, list(test.label_spaces.attributes).index("pose")].numpy()
     face_error = point_error.mean(axis=1)
     result["nme_per_pose"] = {name: float(face_error[pose == k].mean()) if (pose == k).any() else None
                               for k, name in enumerate(test.label_spaces.attributes["pose"])}
@@ -97,7 +101,7 @@ def jittered_nme(trainer: Trainer) -> float:
     well; this measures how much of the accuracy rests on that framing.
     """
     test = trainer.datasets["test"]
-    base = test.base if isinstance(test, TransformedDataset) else test
+    base = _untransformed(test)
     config = dataclasses.replace(trainer.config.data, augment="landmarks", **JITTER)
     jittered = TransformedDataset(base, config.grey, LandmarkAugment(config, base.label_spaces.attributes, 5))
     found = collect_predictions(trainer.method.predict, jittered, ("lmk",), trainer.device, 512)

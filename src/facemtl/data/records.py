@@ -17,6 +17,7 @@ in which case the line is skipped and listed, so every problem is reported in on
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -66,11 +67,17 @@ def problem(where: str, message: str) -> None:
     report.problems.append(f"{where}: {message}")
 
 
-def note(message: str) -> None:
-    """An informational fact (e.g. how many faces a label rule dropped), shown by ``data check``."""
+def note(message: str, warn: bool = False) -> None:
+    """An informational fact (e.g. how many faces a label rule dropped), shown by ``data check``.
+
+    ``warn=True`` also issues it as a warning, for facts a training run must not hide
+    (e.g. faces framed differently from the rest).
+    """
     report = _REPORT.get()
     if report is not None:
         report.notes.append(message)
+    if warn:
+        warnings.warn(message, stacklevel=3)
 
 
 def collecting() -> bool:

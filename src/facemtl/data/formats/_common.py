@@ -72,10 +72,7 @@ def csv_rows(path: Path, required: Sequence[str] = ()) -> Iterator[tuple[int, di
 
 
 #: Column names of a face-box CSV: ``facemtl predict``'s own, or plain ``path,x,y,w,h``.
-BOX_COLUMNS: dict[str, tuple[str, ...]] = {
-    "facemtl predict": ("input", "face_x", "face_y", "face_w", "face_h"),
-    "plain": ("path", "x", "y", "w", "h"),
-}
+BOX_COLUMNS: tuple[tuple[str, ...], ...] = (("input", "face_x", "face_y", "face_w", "face_h"), ("path", "x", "y", "w", "h"))
 
 
 def read_face_boxes(path: str | Path, root: Path) -> dict[str, list[tuple[float, float, float, float]]]:
@@ -93,9 +90,9 @@ def read_face_boxes(path: str | Path, root: Path) -> dict[str, list[tuple[float,
         raise FacemtlError(f"data.boxes={path}: no such file (expected a CSV from `facemtl predict` or path,x,y,w,h)")
     with open(path, newline="", encoding="utf-8-sig") as handle:
         header = [h.strip() for h in next(csv.reader(handle), [])]
-    names = next((cols for cols in BOX_COLUMNS.values() if set(cols) <= set(header)), None)
+    names = next((cols for cols in BOX_COLUMNS if set(cols) <= set(header)), None)
     if names is None:
-        raise FacemtlError(f"{path}:1: expected columns {' or '.join(','.join(c) for c in BOX_COLUMNS.values())}; "
+        raise FacemtlError(f"{path}:1: expected columns {' or '.join(','.join(c) for c in BOX_COLUMNS)}; "
                            f"header is {','.join(header)}")
     boxes: dict[str, list[tuple[float, float, float, float]]] = {}
     for line, row in csv_rows(path, names):

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,10 +203,8 @@ def mtfl(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
         if found is not None:
             boxes, missing = detector_boxes(faces, root, found, margin)
             if missing:
-                message = f"{path}: {missing} of {len(faces)} faces have no detected box around their landmarks; " \
-                          "they are framed from their landmarks"
-                note(message)
-                warnings.warn(message, stacklevel=2)
+                note(f"{path}: {missing} of {len(faces)} faces have no detected box around their landmarks; "
+                     "they are framed from their landmarks", warn=True)
         table.extend(
             path, lines, [f.path for f in faces], split,
             attr=[[f.attributes[a] for a in names] for f in faces], points=points, boxes=boxes,
