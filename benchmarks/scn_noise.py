@@ -47,13 +47,15 @@ def train_one(job: dict) -> dict:
         f"train.lr={job['lr']}", "train.warmup_epochs=1",
     ]
     if job["dataset"] == "fer2013":
-        overrides += [*FER2013, f"data.root={job['root']}", f"model.pretrained={job['pretrained']}"]
+        overrides += [*FER2013, f"data.root={job['root']}"]
     else:
         overrides += [
             f"model.tasks={job['tasks']}", f"model.backbone={job['backbone']}", f"data.noise_mode={job['noise_mode']}",
             f"data.num_train={job['num_train']}", "data.num_val=1000", "data.num_test=2000",
             f"data.image_size={job['image_size']}",
         ]
+    if job["pretrained"]:
+        overrides.append(f"model.pretrained={job['pretrained']}")
     if job["method"] == "scn":
         overrides += [f"method.relabel_epoch={job['relabel_epoch']}", f"method.margin_1={job['margin_1']}"]
 
@@ -128,7 +130,7 @@ def main() -> None:
                              "--backbone, --tasks and --noise-mode apply to the synthetic benchmark only")
     parser.add_argument("--root", default=str(Path(__file__).resolve().parents[2] / "shared/data/fer2013"),
                         help="--dataset fer2013: the FER2013 folder")
-    parser.add_argument("--pretrained", default="", help="--dataset fer2013: backbone init (model.pretrained)")
+    parser.add_argument("--pretrained", default="", help="backbone init (model.pretrained): a facemtl run or checkpoint")
     parser.add_argument("--json", help="write per-run results and the summary here")
     args = parser.parse_args()
     jobs = [

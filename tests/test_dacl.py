@@ -86,11 +86,37 @@ def test_autograd_center_update_follows_true_gradient():
     assert float(ratio) == pytest.approx(100.0, rel=1e-3)
 
 
-def test_centers_not_in_main_optimizer():
+def test_centers_and_attention_have_their_own_steps():
     config, _, method = _dacl()
-    optimizer = build_optimizer(method, config.train)
-    ids = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    ids = {id(p) for group in build_optimizer(method, config.train).param_groups for p in group["params"]}
+    assert id(method.centers) not in ids and id(method.attention.heads.weight) not in ids
+    assert id(method.net.heads["expr"].weight) in ids
+    config, _, method = _dacl("method.attention_optimizer=main")
+    ids = {id(p) for group in build_optimizer(method, config.train).param_groups for p in group["params"]}
     assert id(method.centers) not in ids and id(method.attention.heads.weight) in ids
+
+
+def test_attention_takes_the_official_sgd_step_under_adam():
+    """Own SGD (lr x schedule factor, momentum, decay) on the attention; the rest under AdamW."""
+    config, train, method = _dacl("train.optimizer=adamw", "method.lamb=1.0", "method.attention_lr=0.05")
+    optimizer = build_optimizer(method, config.train)
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * 0.5  # as the trainer's schedule does
+    reference = torch.optim.SGD(
+        [torch.nn.Parameter(p.detach().clone()) for p in method.attention.parameters()],
+        lr=0.05 * 0.5, momentum=0.9, weight_decay=5e-4,
+    )
+    for start in (0, 16):
+        batch = train.__getitems__(list(range(start, start + 16)))
+        # The reference gets the same gradient: autograd on a copy of the loss before the step.
+        grads = torch.autograd.grad(method.training_step(batch)["loss"], list(method.attention.parameters()))
+        for p, g in zip(reference.param_groups[0]["params"], grads):
+            p.grad = g
+        reference.step()
+        method.train_step(batch, optimizer)
+        for mine, theirs in zip(method.attention.parameters(), reference.param_groups[0]["params"]):
+            assert torch.allclose(mine, theirs, atol=1e-6)
+            assert mine.grad is None  # cleared: gradients do not pile up across steps
 
 
 def test_bad_options():

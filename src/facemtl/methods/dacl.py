@@ -19,6 +19,12 @@ Departures from the official code, and why:
   input size and backbone width works (the official CE-Unit needs exactly 512x7x7).
 - The centre step is a manual ``c -= alpha * g`` after the model's optimiser step, which
   is what the official separate ``SGD(centers, lr=alpha)`` without momentum or decay does.
+- The attention net has its own SGD (``attention_optimizer: sgd``, the default: lr 0.01 on the
+  main schedule, momentum 0.9, decay 5e-4 — the official optimiser) whatever optimiser trains
+  the rest. Its only gradient, lambda (x - c)^2 / 2B, is never negative; under SGD it is tiny
+  and the attention moves slowly, but Adam normalises it to full-size steps and the attention
+  collapses to 0 within an epoch, switching the centre loss off (docs/benchmarks.md).
+  ``attention_optimizer: main`` trains it with the main optimiser instead.
 - Samples without an expression label are left out of the centre loss and update.
 - Under DDP the centre step is computed from the whole global batch (gathered from every
   process), identically in every process, as a single process would.
@@ -35,6 +41,7 @@ from torch import nn
 from facemtl.config import MethodConfig, TrainConfig
 from facemtl.losses import center_update_direction, sparse_center_loss
 from facemtl.methods.base import Batch, EpochStats, Method, TrainContext
+from facemtl.methods.buffered_optimizer import BufferedOptimizer
 from facemtl.models import MultiTaskNet
 from facemtl.registry import METHODS
 from facemtl.tasks import FacemtlError
@@ -51,8 +58,14 @@ class DACLConfig(MethodConfig):
     pool_size: int = 7  # the feature map is pooled to pool_size x pool_size before the CE-Unit
     center_update: str = "official"  # official (hand-written, Wen et al.) | autograd
     attention: bool = True  # false: a = 1, the ordinary centre loss (the paper's "centre loss" baseline)
+    attention_optimizer: str = "sgd"  # sgd: its own SGD (official settings below) | main: the trainer's optimiser
+    attention_lr: float = 0.01  # scaled by the main schedule's factor at every step
+    attention_momentum: float = 0.9
+    attention_weight_decay: float = 5e-4
 
     def check(self) -> None:
+        if self.attention_optimizer not in ("sgd", "main"):
+            raise FacemtlError(f"method.attention_optimizer={self.attention_optimizer!r} is not valid; choose from: sgd, main")
         if self.center_update not in ("official", "autograd"):
             raise FacemtlError(f"method.center_update={self.center_update!r} is not valid; choose from: official, autograd")
         if len(self.ce_unit_widths) != 3:
@@ -97,11 +110,28 @@ class DACLMethod(Method):
         centers = torch.empty(dim, len(net.label_spaces.expr_classes))
         nn.init.kaiming_normal_(centers)  # on the transposed tensor, as the official code
         self.centers = nn.Parameter(centers.t().contiguous())
+        self.attention_optim: BufferedOptimizer | None = None
+        if self.attention is not None and config.attention_optimizer == "sgd":
+            self.attention_optim = BufferedOptimizer(
+                list(self.attention.parameters()), "sgd", config.attention_lr,
+                weight_decay=config.attention_weight_decay, momentum=config.attention_momentum,
+            )
+        self.schedule_factor = 1.0  # the main optimiser's current lr / its base lr
         self.stats = EpochStats(("attention", "attention_above_half", "intra_class_distance"))
 
     def param_groups(self, train: TrainConfig) -> list[dict[str, Any]]:
-        """Everything but the centres, which have their own update rule (see module doc)."""
-        return [{"params": [p for n, p in self.named_parameters() if n != "centers" and p.requires_grad]}]
+        """Everything but the centres and (``attention_optimizer: sgd``) the attention net: they have their own steps."""
+        own = {id(self.centers)} | {id(p) for p in self.attention_optim_params()}
+        return [{"params": [p for p in self.parameters() if id(p) not in own and p.requires_grad]}]
+
+    def attention_optim_params(self) -> list[nn.Parameter]:
+        return list(self.attention.parameters()) if self.attention_optim is not None else []
+
+    def train_step(self, batch: Batch, optimizer: torch.optim.Optimizer, grad_clip: float = 0.0) -> dict[str, float]:
+        """The base step; first notes the schedule's factor for the attention's own lr."""
+        group = optimizer.param_groups[0]
+        self.schedule_factor = group["lr"] / group["base_lr"] if group.get("base_lr") else 1.0
+        return super().train_step(batch, optimizer, grad_clip)
 
     def training_step(self, batch: Batch) -> dict[str, Any]:
         from facemtl.engine.distributed import gather_cat  # local: facemtl.engine imports the methods
@@ -129,7 +159,12 @@ class DACLMethod(Method):
         return result
 
     def after_optimizer_step(self, result: dict[str, Any], batch: Batch) -> None:
-        """The centres' own SGD step at lr ``alpha``, after the model's optimiser step."""
+        """The attention net's own SGD step, then the centres' step at lr ``alpha``, after the model's."""
+        if self.attention_optim is not None:
+            params = self.attention_optim_params()
+            self.attention_optim.step(params, tuple(p.grad for p in params), lr=self.config.attention_lr * self.schedule_factor)
+            for p in params:
+                p.grad = None
         with torch.no_grad():
             direction = result.get("center_direction", self.centers.grad)
             if direction is not None:

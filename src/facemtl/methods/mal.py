@@ -55,6 +55,7 @@ from facemtl.losses.meta import (
     weighted_task_loss,
 )
 from facemtl.methods.base import Batch, EpochStats, Method, TrainContext
+from facemtl.methods.buffered_optimizer import BufferedOptimizer
 from facemtl.models import MultiTaskNet
 from facemtl.registry import METHODS
 from facemtl.tasks import FacemtlError
@@ -114,42 +115,6 @@ class MetaWeightNet(nn.Module):
         return self.mlp(x)
 
 
-class MetaOptimizer(nn.Module):
-    """Adam (bias-corrected, as ``torch.optim.Adam``) or SGD on psi, its state held as buffers.
-
-    Buffers make the state part of the method's ``state_dict``: checkpoints (tensors only)
-    and exact resume cover it with no change to the trainer.
-    """
-
-    def __init__(self, params: list[nn.Parameter], kind: str, lr: float, weight_decay: float = 0.0,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        super().__init__()
-        self.kind, self.lr, self.weight_decay, self.betas, self.eps = kind, lr, weight_decay, betas, eps
-        self.count = len(params)
-        for i, p in enumerate(params):
-            self.register_buffer(f"exp_avg_{i}", torch.zeros_like(p))
-            self.register_buffer(f"exp_avg_sq_{i}", torch.zeros_like(p))
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
-
-    @torch.no_grad()
-    def step(self, params: list[nn.Parameter], grads: tuple[torch.Tensor, ...]) -> None:
-        """Update ``params`` in place from ``grads`` (same order as at construction)."""
-        self.steps += 1
-        t = int(self.steps)
-        beta1, beta2 = self.betas
-        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-            if self.weight_decay:
-                g = g.add(p, alpha=self.weight_decay)
-            if self.kind == "sgd":
-                p.add_(g, alpha=-self.lr)
-                continue
-            m, v = getattr(self, f"exp_avg_{i}"), getattr(self, f"exp_avg_sq_{i}")
-            m.lerp_(g, 1 - beta1)
-            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            denom = (v / (1 - beta2**t)).sqrt_().add_(self.eps)
-            p.addcdiv_(m, denom, value=-self.lr / (1 - beta1**t))
-
-
 @dataclass
 class BaseForward:
     """The base batch's forward pass on the real parameters (graph kept for both steps)."""
@@ -205,8 +170,8 @@ class MALMethod(Method):
         self.weighted = ("au", "expr") if config.weight_au else ("expr",)
         width = {"feat": net.num_features, "loss": 2, "feat+loss": net.num_features + 2}[config.meta_input]
         self.meta_net = MetaWeightNet(width, config.meta_hidden, len(self.weighted))
-        self.meta_optim = MetaOptimizer(list(self.meta_net.parameters()), config.meta_optimizer, config.meta_lr,
-                                        config.meta_weight_decay)
+        self.meta_optim = BufferedOptimizer(list(self.meta_net.parameters()), config.meta_optimizer, config.meta_lr,
+                                            config.meta_weight_decay)
         self.register_buffer("meta_index", torch.full((config.meta_size,), -1, dtype=torch.long))
         self.register_buffer("meta_steps", torch.zeros((), dtype=torch.long))
         self.stats = EpochStats(("weight_au", "weight_expr", "weight_expr_clean", "weight_expr_flipped", "loss_meta"))
@@ -248,7 +213,7 @@ class MALMethod(Method):
 
     # -- the pieces of one iteration -------------------------------------------------------
     def param_groups(self, train: Any) -> list[dict[str, Any]]:
-        """Only the network: psi has its own optimiser (:class:`MetaOptimizer`)."""
+        """Only the network: psi has its own optimiser (:class:`BufferedOptimizer`)."""
         return [{"params": [p for p in self.net.parameters() if p.requires_grad]}]
 
     def _call(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], images: torch.Tensor) -> dict:
