@@ -7,7 +7,7 @@ SGD, the default) and ``dacl_main`` (the attention net on the main optimiser, wh
 Adam collapses the attention to 0). Reports test accuracy,
 macro-F1, the intra/inter-class distance ratio of the test embeddings (mean distance to the
 own class mean over mean distance between class means: lower = more compact), and DACL's
-attention statistics (mean a, share of a > 0.5).
+attention statistics (mean a, its spread, share of a > 0.5).
 
     python benchmarks/dacl_features.py --json dacl.json
     python benchmarks/dacl_features.py --seeds 0 --epochs 3     # a quick look
@@ -29,6 +29,8 @@ VARIANTS = {
     "dacl": ["method.name=dacl"],  # the attention net on its own SGD (the official optimiser), the default
     "dacl_main": ["method.name=dacl", "method.attention_optimizer=main"],  # the attention on the main optimiser
 }
+
+ATTENTION_KEYS = ("attention", "attention_std", "attention_above_half")  # DACL's last-epoch log; None for the others
 
 
 def compactness(trainer) -> float:
@@ -60,8 +62,7 @@ def train_one(job: dict) -> dict:
     return {
         **job, "accuracy": run["test"]["expr"]["accuracy"], "macro_f1": run["test"]["expr"]["macro_f1"],
         "intra_inter_ratio": run["ratio"],
-        "attention": float(rows[-1]["attention"]) if "attention" in rows[-1] else None,
-        "attention_above_half": float(rows[-1]["attention_above_half"]) if "attention_above_half" in rows[-1] else None,
+        **{key: float(rows[-1][key]) if rows[-1].get(key) else None for key in ATTENTION_KEYS},
     }
 
 
@@ -82,19 +83,19 @@ def main() -> None:
     jobs = [{"variant": v, "seed": s, "epochs": args.epochs, "num_train": args.num_train, "image_size": args.image_size,
              "backbone": args.backbone, "lamb": args.lamb, "optimizer": args.optimizer, "lr": args.lr} for s in args.seeds for v in args.variants]
     results = run_parallel(train_one, jobs, args.workers)
-    print(f"{'variant':<9} {'accuracy %':>14} {'macro-F1 %':>14} {'intra/inter':>14} {'mean a':>7} {'a>0.5':>6}")
+    print(f"{'variant':<9} {'accuracy %':>14} {'macro-F1 %':>14} {'intra/inter':>14} {'mean a':>7} {'std a':>6} {'a>0.5':>6}")
     summary = []
     for variant in args.variants:
         runs = [r for r in results if r["variant"] == variant]
-        att = [r["attention"] for r in runs if r["attention"] is not None]
-        above = [r["attention_above_half"] for r in runs if r["attention_above_half"] is not None]
-        row = {"variant": variant, **{k: [r[k] for r in runs] for k in ("accuracy", "macro_f1", "intra_inter_ratio")},
-               "attention": statistics.mean(att) if att else None, "attention_above_half": statistics.mean(above) if above else None}
+        row = {"variant": variant, **{k: [r[k] for r in runs] for k in ("accuracy", "macro_f1", "intra_inter_ratio")}}
+        for key in ATTENTION_KEYS:
+            values = [r[key] for r in runs if r.get(key) is not None]
+            row[key] = statistics.mean(values) if values else None
         summary.append(row)
         print(f"{variant:<9} {mean_std(row['accuracy'], 100):>14} {mean_std(row['macro_f1'], 100):>14} "
               f"{mean_std(row['intra_inter_ratio']):>14} {row['attention'] or float('nan'):>7.3f} "
-              f"{row['attention_above_half'] or float('nan'):>6.3f}")
-    print("mean ± std over seeds; intra/inter: lower = more compact class clusters; attention is 1 for center")
+              f"{row['attention_std'] or float('nan'):>6.3f} {row['attention_above_half'] or float('nan'):>6.3f}")
+    print("mean ± std over seeds; intra/inter: lower = more compact class clusters; attention is 1 for center; std a: over samples and dimensions")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "runs": results, "summary": summary}, indent=2))
 

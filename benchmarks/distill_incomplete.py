@@ -18,6 +18,11 @@ F1 and ABAW score, mean F1 of the 3 rarest AUs, VA mean CCC, and the ABAW total
 
     python benchmarks/distill_incomplete.py --quick --json distill_quick.json    # ~5 CPU-minutes, one thread
     python benchmarks/distill_incomplete.py --json distill.json                   # 3 seeds, larger data
+
+Seeds are independent: on several cores run one process per seed and merge their tables::
+
+    python benchmarks/distill_incomplete.py --seeds 0 --json distill_0.json &   # ... 1, 2
+    python benchmarks/distill_incomplete.py --merge distill_0.json distill_1.json distill_2.json --json distill.json
 """
 
 from __future__ import annotations
@@ -129,7 +134,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="per task sub-batch")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--json", help="write the per-cell results here")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="print (and --json) the table of these runs' results; trains nothing")
     args = parser.parse_args()
+    if args.merge:
+        results = [r for path in args.merge for r in json.loads(Path(path).read_text())["results"]]
+        print(table(results))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"merged": args.merge, "results": results}, indent=2))
+        return
     if args.quick:
         args.seeds, args.num_train, args.num_val, args.num_test = [0], 600, 300, 600
         args.image_size, args.epochs, args.student_epochs = 32, 5, 3

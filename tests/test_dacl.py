@@ -130,5 +130,5 @@ def test_dacl_trains_in_trainer_and_logs(tmp_path, tiny_overrides):
     config = load_config(None, tiny_overrides + ["method.name=dacl", "method.ce_unit_widths=[32,16,8]"])
     Trainer(config, tmp_path / "run").fit()
     rows = list(csv.DictReader((tmp_path / "run/log.csv").open()))
-    for key in ("attention", "attention_above_half", "intra_class_distance", "inter_center_distance", "train_loss_center"):
+    for key in ("attention", "attention_std", "attention_above_half", "intra_class_distance", "inter_center_distance", "train_loss_center"):
         assert key in rows[0], key

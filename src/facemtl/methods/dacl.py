@@ -172,8 +172,8 @@ class DACLMethod(Method):
         self.centers.grad = None
 
     def on_epoch_end(self, epoch: int) -> dict[str, float]:
-        """Mean attention, share of weights above 0.5, intra-class and inter-centre distances."""
-        logs = self.stats.summary()
+        """Mean and spread of the attention, share of weights above 0.5, intra-class and inter-centre distances."""
+        logs = self.stats.summary(std=("attention",))  # attention_std: spread over samples and dimensions
         with torch.no_grad():
             logs["inter_center_distance"] = float(torch.pdist(self.centers).mean())
         return logs
