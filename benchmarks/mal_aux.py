@@ -40,7 +40,7 @@ QUICK = {"num_train": 1000, "num_val": 300, "num_test": 500, "image_size": 32, "
 def base_overrides(args: argparse.Namespace, seed: int) -> list[str]:
     return [
         "model.tasks=[au,expr]", f"model.backbone={args.backbone}",
-        f"data.label_noise={args.noise}", f"data.label_fraction.au={args.au_fraction}",
+        f"data.label_noise={args.noise}", f"data.noise_mode={args.noise_mode}", f"data.label_fraction.au={args.au_fraction}",
         f"data.seed={seed}", f"train.seed={seed}", f"data.num_train={args.num_train}",
         f"data.num_val={args.num_val}", f"data.num_test={args.num_test}", f"data.image_size={args.image_size}",
         f"train.epochs={args.epochs}", f"train.lr={args.lr}", "train.warmup_epochs=1", "train.threads=1",
@@ -131,6 +131,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small run (~10 min at one thread)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--noise", type=float, default=0.4, help="fraction of training expression labels flipped")
+    parser.add_argument("--noise-mode", default="uniform", choices=["uniform", "ambiguous"],
+                        help="uniform: flips independent of the face (a feature-only meta-net cannot see them); "
+                             "ambiguous: subtle expressions flipped more often")
     parser.add_argument("--au-fraction", type=float, default=0.3, help="fraction of training faces with AU labels")
     parser.add_argument("--rhos", type=float, nargs="+", default=[0.1, 0.5, 1.0])
     parser.add_argument("--meta-inputs", nargs="+", default=["feat", "feat+loss"], help="MAL variants (feat = paper)")
