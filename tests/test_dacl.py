@@ -91,6 +91,8 @@ def test_centers_and_attention_have_their_own_steps():
     ids = {id(p) for group in build_optimizer(method, config.train).param_groups for p in group["params"]}
     assert id(method.centers) not in ids and id(method.attention.heads.weight) not in ids
     assert id(method.net.heads["expr"].weight) in ids
+    # Their state is the method's, so checkpoints and resume carry it (exact resume: test_trainer.py).
+    assert {"centers", "attention_optim.exp_avg_0", "attention_optim.steps"} <= set(method.state_dict())
     config, _, method = _dacl("method.attention_optimizer=main")
     ids = {id(p) for group in build_optimizer(method, config.train).param_groups for p in group["params"]}
     assert id(method.centers) not in ids and id(method.attention.heads.weight) in ids
