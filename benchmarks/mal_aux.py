@@ -43,6 +43,7 @@ def base_overrides(args: argparse.Namespace, seed: int) -> list[str]:
         f"data.label_noise={args.noise}", f"data.noise_mode={args.noise_mode}", f"data.label_fraction.au={args.au_fraction}",
         f"data.seed={seed}", f"train.seed={seed}", f"data.num_train={args.num_train}",
         f"data.num_val={args.num_val}", f"data.num_test={args.num_test}", f"data.image_size={args.image_size}",
+        f"data.difficulty={args.difficulty}",
         f"train.epochs={args.epochs}", f"train.lr={args.lr}", "train.warmup_epochs=1", "train.threads=1",
     ]
 
@@ -148,6 +149,8 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--backbone", default="tiny")
+    parser.add_argument("--difficulty", type=float, default=1.0,
+                        help="synthetic nuisances (clutter, blur, pose, occluders); lower = faces a small net can fit")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--timing-steps", type=int, default=20)
     parser.add_argument("--json", help="write per-run results, the summary and the step times here")

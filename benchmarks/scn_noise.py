@@ -52,7 +52,7 @@ def train_one(job: dict) -> dict:
         overrides += [
             f"model.tasks={job['tasks']}", f"model.backbone={job['backbone']}", f"data.noise_mode={job['noise_mode']}",
             f"data.num_train={job['num_train']}", "data.num_val=1000", "data.num_test=2000",
-            f"data.image_size={job['image_size']}",
+            f"data.image_size={job['image_size']}", f"data.difficulty={job['difficulty']}",
         ]
     if job["pretrained"]:
         overrides.append(f"model.pretrained={job['pretrained']}")
@@ -122,12 +122,14 @@ def main() -> None:
     parser.add_argument("--num-train", type=int, default=5000)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--backbone", default="tiny")
+    parser.add_argument("--difficulty", type=float, default=1.0,
+                        help="synthetic nuisances (clutter, blur, pose, occluders); lower = faces a small net can fit")
     parser.add_argument("--tasks", default="expr,au,va,lmk,attr", help="SCN acts on expr; the other heads train as usual")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--workers", type=int, default=2, help="parallel runs, one thread each")
     parser.add_argument("--dataset", default="synthetic", choices=["synthetic", "fer2013"],
                         help="fer2013: real faces (see the module docstring); --num-train, --image-size, "
-                             "--backbone, --tasks and --noise-mode apply to the synthetic benchmark only")
+                             "--backbone, --difficulty, --tasks and --noise-mode apply to the synthetic benchmark only")
     parser.add_argument("--root", default=str(Path(__file__).resolve().parents[2] / "shared/data/fer2013"),
                         help="--dataset fer2013: the FER2013 folder")
     parser.add_argument("--pretrained", default="", help="backbone init (model.pretrained): a facemtl run or checkpoint")
@@ -136,7 +138,8 @@ def main() -> None:
     jobs = [
         {"method": method, "noise": noise, "seed": seed, "epochs": args.epochs, "relabel_epoch": args.relabel_epoch,
          "margin_1": args.margin_1, "num_train": args.num_train, "image_size": args.image_size,
-         "backbone": args.backbone, "lr": args.lr, "tasks": args.tasks, "noise_mode": args.noise_mode,
+         "difficulty": args.difficulty, "backbone": args.backbone, "lr": args.lr, "tasks": args.tasks,
+         "noise_mode": args.noise_mode,
          "dataset": args.dataset, "root": args.root, "pretrained": args.pretrained}
         for noise in args.noise for seed in args.seeds for method in ("plain", "scn")
     ]
