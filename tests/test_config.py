@@ -1,5 +1,7 @@
 """Config: YAML + dotted overrides checked against the dataclasses."""
 
+from pathlib import Path
+
 import pytest
 
 from facemtl.config import Config, config_from_dict, load_config
@@ -105,3 +107,15 @@ def test_recipe_base_errors_name_the_file(tmp_path):
     (tmp_path / "orphan.yaml").write_text("base: missing.yaml\n")
     with pytest.raises(FacemtlError, match="missing.yaml does not exist"):
         load_config(tmp_path / "orphan.yaml")
+
+
+def test_switching_the_recipes_method_drops_its_options(capsys):
+    recipe = Path(__file__).resolve().parents[1] / "configs/scn_synthetic.yaml"
+    config = load_config(recipe, ["method.name=plain", "train.epochs=3"])
+    assert config.method.name == "plain" and config.train.epochs == 3
+    assert config.data.label_noise == 0.3  # the rest of the recipe still applies
+    assert "beta, margin_1, margin_2, relabel_epoch, relabel_scope" in capsys.readouterr().err
+    # an option of the old method given on the command line is still an error
+    with pytest.raises(FacemtlError, match="unknown key method.beta"):
+        load_config(recipe, ["method.name=plain", "method.beta=0.5"])
+    assert load_config(recipe).method.beta == 0.7  # without a switch nothing is dropped

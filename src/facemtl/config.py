@@ -9,6 +9,7 @@ valid key for SCN and an error for the plain method.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -265,14 +266,36 @@ def config_from_dict(raw: Mapping[str, Any], overrides: list[str] | tuple[str, .
         if not isinstance(values, Mapping):
             raise FacemtlError(f"config section {section!r} must be a mapping, got {values!r}")
         tree[section] = dict(values)
+    recipe_method = dict(tree.get("method", {}))
     for text in overrides:
         path, value = _parse_override(text)
         _insert(tree, path, value)
     method_name = str(tree.get("method", {}).get("name", MethodConfig.name))
+    _drop_other_method_options(tree, recipe_method, method_name)
     classes = {"data": DataConfig, "model": ModelConfig, "method": _method_config_class(method_name), "train": TrainConfig}
     config = Config(**{s: _build_section(classes[s], tree.get(s, {}), s) for s in SECTIONS})
     validate(config)
     return config
+
+
+def _drop_other_method_options(tree: dict[str, Any], recipe_method: Mapping[str, Any], method_name: str) -> None:
+    """When an override switches the recipe's method, drop the recipe's options the new method lacks.
+
+    So ``facemtl train configs/scn_synthetic.yaml --set method.name=plain`` runs the same
+    recipe as a plain baseline; the dropped keys are named on stderr. Keys given as
+    overrides are never dropped (a typo there still fails).
+    """
+    recipe_name = str(recipe_method.get("name", MethodConfig.name))
+    if recipe_name == method_name:
+        return
+    known = {f.name for f in fields(_method_config_class(method_name))}
+    method = tree["method"]
+    dropped = [key for key, value in recipe_method.items() if key not in known and method.get(key) is value]
+    for key in dropped:
+        del method[key]
+    if dropped:
+        print(f"facemtl: method.name={method_name} replaces the recipe's {recipe_name}; its options "
+              f"{', '.join(dropped)} do not apply and are ignored", file=sys.stderr)
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
