@@ -122,6 +122,8 @@ def print_table(table: list[dict], times: dict[str, float]) -> None:
         print(f"{row['variant']:>16} | {mean_std(row['au_f1'], 100):>15} | {fmt(row['weight_expr_clean']):>12} "
               f"{fmt(row['weight_expr_flipped']):>14} {fmt(row['weight_au']):>6}")
     print("AU mean F1 on test, best-on-validation checkpoint, mean ± std over seeds; weights: MAL's last epoch mean")
+    if not times:  # --timing-steps 0
+        return
     plain = times["plain"]
     print(f"step time: plain multi-task {1000 * plain:.1f} ms; MAL full {1000 * times['mal_full']:.1f} ms "
           f"({times['mal_full'] / plain:.2f}x); MAL heads-only {1000 * times['mal_heads']:.1f} ms ({times['mal_heads'] / plain:.2f}x)")
@@ -138,6 +140,8 @@ def main() -> None:
     parser.add_argument("--au-fraction", type=float, default=0.3, help="fraction of training faces with AU labels")
     parser.add_argument("--rhos", type=float, nargs="+", default=[0.1, 0.5, 1.0])
     parser.add_argument("--meta-inputs", nargs="+", default=["feat", "feat+loss"], help="MAL variants (feat = paper)")
+    parser.add_argument("--only", nargs="+", metavar="VARIANT",
+                        help="train only these variants (au_only, rho=0.1, ..., mal, mal_feat+loss)")
     parser.add_argument("--meta-size", type=int, default=300)
     parser.add_argument("--meta-batch-size", type=int, default=32)
     parser.add_argument("--meta-lr", type=float, default=1e-3)
@@ -152,17 +156,19 @@ def main() -> None:
     parser.add_argument("--difficulty", type=float, default=1.0,
                         help="synthetic nuisances (clutter, blur, pose, occluders); lower = faces a small net can fit")
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--timing-steps", type=int, default=20)
+    parser.add_argument("--timing-steps", type=int, default=20, help="0 skips the step-time comparison")
     parser.add_argument("--json", help="write per-run results, the summary and the step times here")
     args = parser.parse_args()
     if args.quick:  # smaller defaults; flags given explicitly still win
         for key, value in QUICK.items():
             if getattr(args, key) == parser.get_default(key):
                 setattr(args, key, value)
-    times = step_times(args, args.timing_steps)
+    times = step_times(args, args.timing_steps) if args.timing_steps > 0 else {}
     results = []
     for seed in args.seeds:
         for name, extra in variants(args).items():
+            if args.only and name not in args.only:
+                continue
             results.append({"seed": seed, **train_one(name, base_overrides(args, seed) + extra)})
             print(f"seed {seed} {name}: AU F1 {100 * results[-1]['au_f1']:.2f}", flush=True)
     table = summarise(results)

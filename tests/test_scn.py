@@ -97,6 +97,20 @@ def test_paper_mode_never_relabels_high_group_and_code_mode_may():
             assert int(changed.sum()) == 32
 
 
+def test_detached_importance_input_keeps_the_importance_gradient_out_of_the_backbone():
+    for detach in (False, True):
+        _, train, method = _scn("model.tasks=expr", f"method.detach_importance_input={detach}")
+        batch = train.__getitems__(list(range(16)))
+        with torch.no_grad():  # logits independent of the feature: the backbone's only gradient is via the importance
+            method.net.heads["expr"].weight.zero_()
+            method.net.heads["expr"].bias.copy_(torch.arange(7.0))
+        method.training_step(batch)["loss"].backward()
+        backbone = [p.grad for p in method.net.backbone.parameters()]
+        reached = any(g is not None and bool(g.abs().sum() > 0) for g in backbone)
+        assert reached is not detach
+        assert method.importance[0].weight.grad.abs().sum() > 0
+
+
 def test_relabels_are_method_state_not_dataset_edits(tmp_path):
     _, train, method = _scn("method.relabel_epoch=1", "method.margin_2=0.0")
     batch = train.__getitems__([3, 4])

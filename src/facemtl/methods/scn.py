@@ -49,6 +49,8 @@ class SCNConfig(MethodConfig):
     relabel_epoch: int = 10  # first (1-based) epoch that relabels
     relabel_scope: str = "low"  # low (paper) | any (official code)
     rr_weight: float = 1.0  # official loss is CE + RR
+    # official: the importance branch's gradient also trains the backbone; true keeps it to the FC
+    detach_importance_input: bool = False
 
     def check(self) -> None:
         if self.relabel_scope not in ("low", "any"):
@@ -81,7 +83,8 @@ class SCNMethod(Method):
         from facemtl.engine.distributed import gather_cat  # local: facemtl.engine imports the methods
 
         outputs = self.net(batch["image"])
-        importance = self.importance(outputs["feat"]).squeeze(1)
+        feat = outputs["feat"].detach() if self.config.detach_importance_input else outputs["feat"]
+        importance = self.importance(feat).squeeze(1)
         scaled = importance.unsqueeze(1) * outputs["expr"]
         labels = self.current_labels(batch)
         relabeled_batch = {**batch, "labels": {**batch["labels"], "expr": labels}}
