@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import statistics
 import tempfile
@@ -43,3 +44,9 @@ def mean_std(values: list[float], scale: float = 1.0) -> str:
         return "-"
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{scale * statistics.mean(values):.2f} ± {scale * spread:.2f}"
+
+
+def add_difficulty_argument(parser: argparse.ArgumentParser) -> None:
+    """``--difficulty``: the synthetic benchmark's nuisance level (``data.difficulty``)."""
+    parser.add_argument("--difficulty", type=float, default=1.0,
+                        help="synthetic nuisances (clutter, blur, pose, occluders); lower = faces a small net can fit")

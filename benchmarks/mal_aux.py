@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import mean_std, train_run
+from _common import add_difficulty_argument, mean_std, train_run
 
 from facemtl.config import load_config
 from facemtl.data import build_datasets
@@ -61,6 +61,11 @@ def variants(args: argparse.Namespace) -> dict[str, list[str]]:
     out.update({f"rho={r:g}": ["method.name=plain", f"method.task_weights.expr={r}"] for r in args.rhos})
     for meta_input in args.meta_inputs:
         out["mal" if meta_input == "feat" else f"mal_{meta_input}"] = mal_overrides(args, meta_input, args.virtual_step)
+    if args.variants:
+        unknown = sorted(set(args.variants) - set(out))
+        if unknown:
+            raise SystemExit(f"mal_aux: unknown --variants {', '.join(unknown)}; choose from: {', '.join(out)}")
+        out = {name: extra for name, extra in out.items() if name in args.variants}
     return out
 
 
@@ -140,8 +145,8 @@ def main() -> None:
     parser.add_argument("--au-fraction", type=float, default=0.3, help="fraction of training faces with AU labels")
     parser.add_argument("--rhos", type=float, nargs="+", default=[0.1, 0.5, 1.0])
     parser.add_argument("--meta-inputs", nargs="+", default=["feat", "feat+loss"], help="MAL variants (feat = paper)")
-    parser.add_argument("--only", nargs="+", metavar="VARIANT",
-                        help="train only these variants (au_only, rho=0.1, ..., mal, mal_feat+loss)")
+    parser.add_argument("--variants", nargs="+", metavar="VARIANT",
+                        help="train only these (au_only, rho=0.1, ..., mal, mal_feat+loss); default: all")
     parser.add_argument("--meta-size", type=int, default=300)
     parser.add_argument("--meta-batch-size", type=int, default=32)
     parser.add_argument("--meta-lr", type=float, default=1e-3)
@@ -153,8 +158,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--backbone", default="tiny")
-    parser.add_argument("--difficulty", type=float, default=1.0,
-                        help="synthetic nuisances (clutter, blur, pose, occluders); lower = faces a small net can fit")
+    add_difficulty_argument(parser)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--timing-steps", type=int, default=20, help="0 skips the step-time comparison")
     parser.add_argument("--json", help="write per-run results, the summary and the step times here")
@@ -163,12 +167,11 @@ def main() -> None:
         for key, value in QUICK.items():
             if getattr(args, key) == parser.get_default(key):
                 setattr(args, key, value)
+    runs = variants(args)  # first: a wrong --variants fails before any work
     times = step_times(args, args.timing_steps) if args.timing_steps > 0 else {}
     results = []
     for seed in args.seeds:
-        for name, extra in variants(args).items():
-            if args.only and name not in args.only:
-                continue
+        for name, extra in runs.items():
             results.append({"seed": seed, **train_one(name, base_overrides(args, seed) + extra)})
             print(f"seed {seed} {name}: AU F1 {100 * results[-1]['au_f1']:.2f}", flush=True)
     table = summarise(results)

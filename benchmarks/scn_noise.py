@@ -28,7 +28,7 @@ import json
 import statistics
 from pathlib import Path
 
-from _common import mean_std, run_parallel, train_run
+from _common import add_difficulty_argument, mean_std, run_parallel, train_run
 
 from facemtl.engine import load_checkpoint
 from facemtl.engine.checkpoint import load_model_state
@@ -122,8 +122,7 @@ def main() -> None:
     parser.add_argument("--num-train", type=int, default=5000)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--backbone", default="tiny")
-    parser.add_argument("--difficulty", type=float, default=1.0,
-                        help="synthetic nuisances (clutter, blur, pose, occluders); lower = faces a small net can fit")
+    add_difficulty_argument(parser)
     parser.add_argument("--tasks", default="expr,au,va,lmk,attr", help="SCN acts on expr; the other heads train as usual")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--workers", type=int, default=2, help="parallel runs, one thread each")
