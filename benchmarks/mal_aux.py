@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--meta-batch-size", type=int, default=32)
     parser.add_argument("--meta-lr", type=float, default=1e-3)
     parser.add_argument("--virtual-step", default="all", choices=["all", "heads"], help="MAL's virtual step in the accuracy runs")
-    parser.add_argument("--normalize", default="batch", choices=["none", "batch", "sum"])
+    parser.add_argument("--normalize", default="batch", choices=["none", "batch", "sum", "relative"])
     parser.add_argument("--num-train", type=int, default=6000)
     parser.add_argument("--num-val", type=int, default=1000)
     parser.add_argument("--num-test", type=int, default=2000)

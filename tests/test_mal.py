@@ -11,7 +11,7 @@ from facemtl.data import build_datasets
 from facemtl.engine import Trainer, load_checkpoint
 from facemtl.engine.trainer import build_method, build_optimizer
 from facemtl.losses import masked_bce, masked_cross_entropy
-from facemtl.losses.meta import au_entry_losses, expr_sample_losses, virtual_sgd_step, weighted_task_loss
+from facemtl.losses.meta import au_entry_losses, expr_sample_losses, mean_sample_weight, virtual_sgd_step, weighted_task_loss
 from facemtl.methods import TrainContext
 from facemtl.methods.mal import MALMethod, last_stage_prefix
 from facemtl.tasks import FacemtlError
@@ -66,6 +66,28 @@ def test_weighted_loss_with_unit_weights_is_the_masked_mean():
     assert torch.allclose(weighted_task_loss(values, labelled, w, "none"), (w * values)[labelled].sum())
 
 
+def test_relative_normalisation_learns_only_relative_weights():
+    """``relative``: a uniform scale of every weight (both tasks) cancels; equal weights give the plain loss."""
+    _, train, method = _mal("method.normalize=relative")
+    batch = train.__getitems__(list(range(32)))
+    with torch.no_grad():
+        outputs = method.net(batch["image"])
+        w = {"au": torch.rand(32) + 0.1, "expr": torch.rand(32) + 0.1}
+        loss, _ = method.train_loss(outputs, batch, w)
+        scaled, _ = method.train_loss(outputs, batch, {task: 7 * v for task, v in w.items()})
+        assert torch.allclose(loss, scaled)
+        uniform, _ = method.train_loss(outputs, batch, {task: torch.full((32,), 0.3) for task in w})
+        plain = masked_bce(outputs["au"], batch["labels"]["au"], batch["mask"]["au"]) + \
+            masked_cross_entropy(outputs["expr"], batch["labels"]["expr"], batch["mask"]["expr"])
+        assert torch.allclose(uniform, plain, rtol=1e-5)
+        # ...but moving weight from expression to AU samples changes it
+        shifted, _ = method.train_loss(outputs, batch, {"au": w["au"] * 2, "expr": w["expr"]})
+        assert not torch.allclose(loss, shifted)
+    labelled = {"au": torch.tensor([True, False, True]), "expr": torch.tensor([False, True, True])}
+    mean = mean_sample_weight({"au": torch.tensor([1.0, 9.0, 3.0]), "expr": torch.tensor([9.0, 2.0, 6.0])}, labelled)
+    assert float(mean) == pytest.approx((1 + 3 + 2 + 6) / 4)
+
+
 # -- methods.md §1(f) -------------------------------------------------------------------
 @pytest.mark.parametrize("virtual_step", ["all", "heads"])
 def test_meta_step_is_side_effect_free(virtual_step):
@@ -113,9 +135,10 @@ def test_hypergradient_matches_finite_differences_linear():
     assert float(grad.abs().max()) > 1e-3  # a real signal, not two zeros
 
 
-def test_hypergradient_matches_finite_differences_in_the_method():
+@pytest.mark.parametrize("normalize", ["batch", "relative"])
+def test_hypergradient_matches_finite_differences_in_the_method(normalize):
     """The method's own meta objective in float64 (BN, conv, both heads): autograd vs central differences."""
-    _, train, method = _mal("method.inner_lr=0.5", "method.meta_input=feat+loss")
+    _, train, method = _mal("method.inner_lr=0.5", "method.meta_input=feat+loss", f"method.normalize={normalize}")
     method.double().train()
     to64 = lambda b: {**b, "image": b["image"].double(), "labels": {**b["labels"], "au": b["labels"]["au"].double()}}
     batch = to64(method.drop_meta_faces(train.__getitems__(list(range(24)))))

@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-#: how a weighted task loss is normalised (methods.md §1(a): the paper leaves it open)
-NORMALIZATIONS = ("none", "batch", "sum")
+#: how a weighted task loss is normalised (methods.md §1(a): the paper leaves it open);
+#: ``relative`` is ``batch`` divided by :func:`mean_sample_weight` across the weighted tasks
+NORMALIZATIONS = ("none", "batch", "sum", "relative")
 
 
 def au_entry_losses(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -48,7 +49,8 @@ def weighted_task_loss(values: torch.Tensor, mask: torch.Tensor, weight: torch.T
         mask: bool, same shape as ``values``.
         weight: ``[B]`` per-sample weights, broadcast over a sample's entries.
         normalize: ``batch``: ``sum(w v) / #labelled`` (Meta-Weight-Net; with w = 1 exactly
-            the plain masked mean); ``sum``: ``sum(w v) / sum(w)`` (L2RW; a uniform change of
+            the plain masked mean; ``relative`` computes the same, the caller then divides by
+            :func:`mean_sample_weight`); ``sum``: ``sum(w v) / sum(w)`` (L2RW; a uniform change of
             the weights then changes nothing); ``none``: ``sum(w v)``, the paper's
             equation literally (scales with batch size and AU count).
 
@@ -58,13 +60,31 @@ def weighted_task_loss(values: torch.Tensor, mask: torch.Tensor, weight: torch.T
     mask = mask.bool()
     w = weight.reshape(-1, *([1] * (values.dim() - 1))).expand_as(values)
     weighted = torch.where(mask, values * w, torch.zeros_like(values)).sum()
-    if normalize == "batch":
+    if normalize in ("batch", "relative"):  # relative: the caller divides by mean_sample_weight
         return weighted / mask.sum().clamp_min(1)
     if normalize == "sum":
         return weighted / torch.where(mask, w, torch.zeros_like(w)).sum().clamp_min(1e-12)
     if normalize == "none":
         return weighted
     raise ValueError(f"unknown normalisation {normalize!r}; valid: {', '.join(NORMALIZATIONS)}")
+
+
+def mean_sample_weight(weights: dict[str, torch.Tensor], labelled: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The mean weight of every labelled sample of every weighted task: ``relative``'s divisor.
+
+    Dividing the ``batch``-normalised task losses by it makes a uniform change of all weights a
+    no-op: the meta-net can move weight between tasks and between samples, but not make the
+    step larger. Without this, a one-step look-ahead favours larger weights whenever the
+    training gradient agrees with the meta gradient at all (the short-horizon bias of
+    one-step meta-optimisation), and every weight drifts to its maximum.
+
+    Args:
+        weights: task -> ``[B]`` per-sample weights.
+        labelled: task -> ``[B]`` bool, samples with a label for the task.
+    """
+    total = sum((w * labelled[task].to(w.dtype)).sum() for task, w in weights.items())
+    count = sum(labelled[task].sum() for task in weights)
+    return total / torch.as_tensor(count).clamp_min(1)
 
 
 def virtual_sgd_step(params: dict[str, torch.Tensor], loss: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:

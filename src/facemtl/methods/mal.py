@@ -51,6 +51,7 @@ from facemtl.losses.meta import (
     NORMALIZATIONS,
     au_entry_losses,
     expr_sample_losses,
+    mean_sample_weight,
     virtual_sgd_step,
     weighted_task_loss,
 )
@@ -81,7 +82,8 @@ class MALConfig(MethodConfig):
     meta_hidden: int = 100  # meta-net width: d -> hidden -> outputs, sigmoid
     meta_input: str = "feat"  # feat (paper: g(f(x))) | loss (Meta-Weight-Net) | feat+loss
     weight_au: bool = True  # also weight AU samples; false fixes their weights at 1
-    normalize: str = "batch"  # batch: sum(w l)/n | sum: sum(w l)/sum(w) | none: sum(w l)
+    # batch: sum(w l)/n | sum: sum(w l)/sum(w) | none: sum(w l) | relative: batch / mean weight over both tasks
+    normalize: str = "batch"
     virtual_step: str = "all"  # parameters taking the virtual step: all | heads (+ last backbone stage)
     inner_lr: float = 0.0  # alpha; 0 = the real optimiser's current lr (first group)
     meta_seed: int = 0  # seeds the meta-set draw and the meta batches
@@ -250,6 +252,10 @@ class MALMethod(Method):
         losses["au"] = weighted_task_loss(au, mask["au"], weights["au"], norm)
         expr = expr_sample_losses(outputs["expr"], labels["expr"], mask["expr"])
         losses["expr"] = weighted_task_loss(expr, mask["expr"], weights["expr"], norm)
+        if norm == "relative":
+            labelled = {"au": mask["au"].reshape(len(au), -1).any(dim=1), "expr": mask["expr"].bool()}
+            scale = mean_sample_weight({task: weights[task] for task in ("au", "expr")}, labelled).clamp_min(1e-12)
+            losses["au"], losses["expr"] = losses["au"] / scale, losses["expr"] / scale
         total = sum(self.config.task_weights.get(task, 1.0) * loss for task, loss in losses.items())
         return total, losses
 
