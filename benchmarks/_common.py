@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import statistics
 import tempfile
 from collections.abc import Callable
@@ -50,3 +51,13 @@ def add_difficulty_argument(parser: argparse.ArgumentParser) -> None:
     """``--difficulty``: the synthetic benchmark's nuisance level (``data.difficulty``)."""
     parser.add_argument("--difficulty", type=float, default=1.0,
                         help="synthetic nuisances (clutter, blur, pose, occluders); lower = faces a small net can fit")
+
+
+def add_merge_argument(parser: argparse.ArgumentParser) -> None:
+    """``--merge A.json B.json ...``: tabulate runs written by separate processes (one per seed or core)."""
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="print (and --json) the table of these runs' results; trains nothing")
+
+
+def merged_results(paths: list[str], key: str) -> list[dict[str, Any]]:
+    """The per-run records under ``key`` of every ``--json`` file in ``paths``, in order."""
+    return [record for path in paths for record in json.loads(Path(path).read_text())[key]]

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import add_merge_argument, merged_results
 
 from facemtl.config import load_config
 from facemtl.engine import Trainer
@@ -136,10 +137,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="per task sub-batch")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--json", help="write the per-cell results here")
-    parser.add_argument("--merge", nargs="+", metavar="JSON", help="print (and --json) the table of these runs' results; trains nothing")
+    add_merge_argument(parser)
     args = parser.parse_args()
     if args.merge:
-        results = [r for path in args.merge for r in json.loads(Path(path).read_text())["results"]]
+        results = merged_results(args.merge, "results")
         print(table(results))
         if args.json:
             Path(args.json).write_text(json.dumps({"merged": args.merge, "results": results}, indent=2))

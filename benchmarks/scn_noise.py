@@ -9,6 +9,7 @@ restored the true label).
 
     python benchmarks/scn_noise.py --json scn.json                 # full grid: 4 noise levels x 3 seeds
     python benchmarks/scn_noise.py --noise 0.3 --seeds 0             # one cell
+    python benchmarks/scn_noise.py --merge a.json b.json --json all.json  # runs of separate processes, one table
 
 ``--dataset fer2013`` runs the paper's setting on real faces instead: FER2013 ``Training``
 (28,709 faces, 48 px grey) with that fraction of its labels flipped, selection on
@@ -28,7 +29,7 @@ import json
 import statistics
 from pathlib import Path
 
-from _common import add_difficulty_argument, mean_std, run_parallel, train_run
+from _common import add_difficulty_argument, add_merge_argument, mean_std, merged_results, run_parallel, train_run
 
 from facemtl.engine import load_checkpoint
 from facemtl.engine.checkpoint import load_model_state
@@ -133,7 +134,12 @@ def main() -> None:
                         help="--dataset fer2013: the FER2013 folder")
     parser.add_argument("--pretrained", default="", help="backbone init (model.pretrained): a facemtl run or checkpoint")
     parser.add_argument("--json", help="write per-run results and the summary here")
+    add_merge_argument(parser)
     args = parser.parse_args()
+    if args.merge:  # e.g. seeds run by separate processes
+        results = merged_results(args.merge, "runs")
+        report(results, sorted({r["noise"] for r in results}), args.json, {"merged": args.merge})
+        return
     jobs = [
         {"method": method, "noise": noise, "seed": seed, "epochs": args.epochs, "relabel_epoch": args.relabel_epoch,
          "margin_1": args.margin_1, "num_train": args.num_train, "image_size": args.image_size,
@@ -142,11 +148,15 @@ def main() -> None:
          "dataset": args.dataset, "root": args.root, "pretrained": args.pretrained}
         for noise in args.noise for seed in args.seeds for method in ("plain", "scn")
     ]
-    results = run_parallel(train_one, jobs, args.workers)
-    table = summarise(results, args.noise)
+    report(run_parallel(train_one, jobs, args.workers), args.noise, args.json, {"args": vars(args)})
+
+
+def report(results: list[dict], noises: list[float], json_path: str | None, header: dict) -> None:
+    """Print the table; with ``json_path``, write it with the per-run results (under ``runs``)."""
+    table = summarise(results, noises)
     print_table(table)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "runs": results, "summary": table}, indent=2))
+    if json_path:
+        Path(json_path).write_text(json.dumps({**header, "runs": results, "summary": table}, indent=2))
 
 
 if __name__ == "__main__":
