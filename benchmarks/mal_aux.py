@@ -14,6 +14,7 @@ multi-task step, for the full virtual step and the heads-only option.
 
     python benchmarks/mal_aux.py --quick --json mal.json    # about 12 CPU-minutes at one thread (estimate)
     python benchmarks/mal_aux.py --json mal.json            # full: 3 seeds, 6000 faces, 12 epochs
+    python benchmarks/mal_aux.py --merge a.json b.json --json all.json   # runs of separate processes, one table
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import add_difficulty_argument, mean_std, train_run
+from _common import add_difficulty_argument, add_merge_argument, mean_std, merged_results, train_run
 
 from facemtl.config import load_config
 from facemtl.data import build_datasets
@@ -48,19 +49,21 @@ def base_overrides(args: argparse.Namespace, seed: int) -> list[str]:
     ]
 
 
-def mal_overrides(args: argparse.Namespace, meta_input: str, virtual_step: str = "all") -> list[str]:
+def mal_overrides(args: argparse.Namespace, meta_input: str, virtual_step: str = "all", normalize: str = "batch") -> list[str]:
     return [
         "method.name=mal", f"method.meta_input={meta_input}", f"method.virtual_step={virtual_step}",
         f"method.meta_size={args.meta_size}", f"method.meta_batch_size={args.meta_batch_size}",
-        f"method.meta_lr={args.meta_lr}", f"method.normalize={args.normalize}",
+        f"method.meta_lr={args.meta_lr}", f"method.normalize={normalize}",
     ]
 
 
 def variants(args: argparse.Namespace) -> dict[str, list[str]]:
     out = {"au_only": ["method.name=plain", "method.task_weights.expr=0"]}
     out.update({f"rho={r:g}": ["method.name=plain", f"method.task_weights.expr={r}"] for r in args.rhos})
-    for meta_input in args.meta_inputs:
-        out["mal" if meta_input == "feat" else f"mal_{meta_input}"] = mal_overrides(args, meta_input, args.virtual_step)
+    for normalize in args.normalize:
+        for meta_input in args.meta_inputs:
+            name = ("mal" if meta_input == "feat" else f"mal_{meta_input}") + ("" if normalize == "batch" else f"[{normalize}]")
+            out[name] = mal_overrides(args, meta_input, args.virtual_step, normalize)
     if args.variants:
         unknown = sorted(set(args.variants) - set(out))
         if unknown:
@@ -146,12 +149,13 @@ def main() -> None:
     parser.add_argument("--rhos", type=float, nargs="+", default=[0.1, 0.5, 1.0])
     parser.add_argument("--meta-inputs", nargs="+", default=["feat", "feat+loss"], help="MAL variants (feat = paper)")
     parser.add_argument("--variants", nargs="+", metavar="VARIANT",
-                        help="train only these (au_only, rho=0.1, ..., mal, mal_feat+loss); default: all")
+                        help="train only these (au_only, rho=0.1, ..., mal, mal_feat+loss, mal[relative]); default: all")
     parser.add_argument("--meta-size", type=int, default=300)
     parser.add_argument("--meta-batch-size", type=int, default=32)
     parser.add_argument("--meta-lr", type=float, default=1e-3)
     parser.add_argument("--virtual-step", default="all", choices=["all", "heads"], help="MAL's virtual step in the accuracy runs")
-    parser.add_argument("--normalize", default="batch", choices=["none", "batch", "sum", "relative"])
+    parser.add_argument("--normalize", nargs="+", default=["batch"], choices=["none", "batch", "sum", "relative"],
+                        help="MAL's weight normalisations; each other than batch names its variants mal[<it>]")
     parser.add_argument("--num-train", type=int, default=6000)
     parser.add_argument("--num-val", type=int, default=1000)
     parser.add_argument("--num-test", type=int, default=2000)
@@ -162,7 +166,14 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--timing-steps", type=int, default=20, help="0 skips the step-time comparison")
     parser.add_argument("--json", help="write per-run results, the summary and the step times here")
+    add_merge_argument(parser)
     args = parser.parse_args()
+    if args.merge:  # e.g. seeds run by separate processes
+        results = merged_results(args.merge, "runs")
+        print_table(summarise(results), {})
+        if args.json:
+            Path(args.json).write_text(json.dumps({"merged": args.merge, "runs": results, "summary": summarise(results)}, indent=2))
+        return
     if args.quick:  # smaller defaults; flags given explicitly still win
         for key, value in QUICK.items():
             if getattr(args, key) == parser.get_default(key):
