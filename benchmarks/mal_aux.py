@@ -124,10 +124,10 @@ def summarise(results: list[dict]) -> list[dict]:
 
 
 def print_table(table: list[dict], times: dict[str, float]) -> None:
-    print(f"{'variant':>16} | {'AU F1 test (%)':>15} | {'w expr clean':>12} {'w expr corrupt':>14} {'w au':>6}")
+    print(f"{'variant':>24} | {'AU F1 test (%)':>15} | {'w expr clean':>12} {'w expr corrupt':>14} {'w au':>6}")
     for row in table:
         fmt = lambda v: "-" if v is None else f"{v:.3f}"
-        print(f"{row['variant']:>16} | {mean_std(row['au_f1'], 100):>15} | {fmt(row['weight_expr_clean']):>12} "
+        print(f"{row['variant']:>24} | {mean_std(row['au_f1'], 100):>15} | {fmt(row['weight_expr_clean']):>12} "
               f"{fmt(row['weight_expr_flipped']):>14} {fmt(row['weight_au']):>6}")
     print("AU mean F1 on test, best-on-validation checkpoint, mean ± std over seeds; weights: MAL's last epoch mean")
     if not times:  # --timing-steps 0
@@ -170,9 +170,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.merge:  # e.g. seeds run by separate processes
         results = merged_results(args.merge, "runs")
-        print_table(summarise(results), {})
+        table = summarise(results)
+        print_table(table, {})
         if args.json:
-            Path(args.json).write_text(json.dumps({"merged": args.merge, "runs": results, "summary": summarise(results)}, indent=2))
+            Path(args.json).write_text(json.dumps({"merged": args.merge, "runs": results, "summary": table}, indent=2))
         return
     if args.quick:  # smaller defaults; flags given explicitly still win
         for key, value in QUICK.items():
