@@ -169,11 +169,7 @@ def main() -> None:
     add_merge_argument(parser)
     args = parser.parse_args()
     if args.merge:  # e.g. seeds run by separate processes
-        results = merged_results(args.merge, "runs")
-        table = summarise(results)
-        print_table(table, {})
-        if args.json:
-            Path(args.json).write_text(json.dumps({"merged": args.merge, "runs": results, "summary": table}, indent=2))
+        report(merged_results(args.merge, "runs"), {}, args.json, {"merged": args.merge})
         return
     if args.quick:  # smaller defaults; flags given explicitly still win
         for key, value in QUICK.items():
@@ -186,10 +182,15 @@ def main() -> None:
         for name, extra in runs.items():
             results.append({"seed": seed, **train_one(name, base_overrides(args, seed) + extra)})
             print(f"seed {seed} {name}: AU F1 {100 * results[-1]['au_f1']:.2f}", flush=True)
+    report(results, times, args.json, {"args": vars(args)})
+
+
+def report(results: list[dict], times: dict[str, float], json_path: str | None, header: dict) -> None:
+    """Print the table; with ``json_path``, write it with the per-run results (under ``runs``) and step times."""
     table = summarise(results)
     print_table(table, times)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "runs": results, "summary": table, "step_seconds": times}, indent=2))
+    if json_path:
+        Path(json_path).write_text(json.dumps({**header, "runs": results, "summary": table, "step_seconds": times}, indent=2))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,13 @@ from facemtl.data import build_datasets
 from facemtl.engine import Trainer, load_checkpoint
 from facemtl.engine.trainer import build_method, build_optimizer
 from facemtl.losses import masked_bce, masked_cross_entropy
-from facemtl.losses.meta import au_entry_losses, expr_sample_losses, mean_sample_weight, virtual_sgd_step, weighted_task_loss
+from facemtl.losses.meta import (
+    au_entry_losses,
+    expr_sample_losses,
+    mean_sample_weight,
+    virtual_sgd_step,
+    weighted_task_loss,
+)
 from facemtl.methods import TrainContext
 from facemtl.methods.mal import MALMethod, last_stage_prefix
 from facemtl.tasks import FacemtlError

@@ -9,9 +9,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-#: how a weighted task loss is normalised (methods.md §1(a): the paper leaves it open);
-#: ``relative`` is ``batch`` divided by :func:`mean_sample_weight` across the weighted tasks
-NORMALIZATIONS = ("none", "batch", "sum", "relative")
+#: how one task's weighted loss is normalised (methods.md §1(a): the paper leaves it open)
+TASK_NORMALIZATIONS = ("none", "batch", "sum")
+#: the method's choices: ``relative`` is ``batch`` per task, divided by :func:`mean_sample_weight` over the tasks
+NORMALIZATIONS = (*TASK_NORMALIZATIONS, "relative")
 
 
 def au_entry_losses(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -49,8 +50,7 @@ def weighted_task_loss(values: torch.Tensor, mask: torch.Tensor, weight: torch.T
         mask: bool, same shape as ``values``.
         weight: ``[B]`` per-sample weights, broadcast over a sample's entries.
         normalize: ``batch``: ``sum(w v) / #labelled`` (Meta-Weight-Net; with w = 1 exactly
-            the plain masked mean; ``relative`` computes the same, the caller then divides by
-            :func:`mean_sample_weight`); ``sum``: ``sum(w v) / sum(w)`` (L2RW; a uniform change of
+            the plain masked mean); ``sum``: ``sum(w v) / sum(w)`` (L2RW; a uniform change of
             the weights then changes nothing); ``none``: ``sum(w v)``, the paper's
             equation literally (scales with batch size and AU count).
 
@@ -60,13 +60,13 @@ def weighted_task_loss(values: torch.Tensor, mask: torch.Tensor, weight: torch.T
     mask = mask.bool()
     w = weight.reshape(-1, *([1] * (values.dim() - 1))).expand_as(values)
     weighted = torch.where(mask, values * w, torch.zeros_like(values)).sum()
-    if normalize in ("batch", "relative"):  # relative: the caller divides by mean_sample_weight
+    if normalize == "batch":
         return weighted / mask.sum().clamp_min(1)
     if normalize == "sum":
         return weighted / torch.where(mask, w, torch.zeros_like(w)).sum().clamp_min(1e-12)
     if normalize == "none":
         return weighted
-    raise ValueError(f"unknown normalisation {normalize!r}; valid: {', '.join(NORMALIZATIONS)}")
+    raise ValueError(f"unknown normalisation {normalize!r}; valid: {', '.join(TASK_NORMALIZATIONS)}")
 
 
 def mean_sample_weight(weights: dict[str, torch.Tensor], labelled: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -84,7 +84,7 @@ def mean_sample_weight(weights: dict[str, torch.Tensor], labelled: dict[str, tor
     """
     total = sum((w * labelled[task].to(w.dtype)).sum() for task, w in weights.items())
     count = sum(labelled[task].sum() for task in weights)
-    return total / torch.as_tensor(count).clamp_min(1)
+    return total / count.clamp_min(1)
 
 
 def virtual_sgd_step(params: dict[str, torch.Tensor], loss: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:

@@ -185,7 +185,7 @@ class MALMethod(Method):
     # -- data ---------------------------------------------------------------------------
     def set_training_data(self, dataset: Any) -> None:
         """Carve the meta set: ``meta_size`` AU-labelled training faces (seeded), kept out of base batches."""
-        labelled = torch.nonzero(dataset.mask["au"].reshape(len(dataset.mask["au"]), -1).any(dim=1)).flatten()
+        labelled = torch.nonzero(labelled_samples(dataset.mask["au"])).flatten()
         k = self.config.meta_size
         if len(labelled) <= k:
             raise FacemtlError(f"method.meta_size={k} needs more AU-labelled training faces than that; the training set has {len(labelled)}")
@@ -248,13 +248,14 @@ class MALMethod(Method):
         """L_train = sum_t task_weight_t * loss_t, AU and expression losses per-sample weighted."""
         labels, mask, norm = batch["labels"], batch["mask"], self.config.normalize
         losses = {task: loss for task, loss in self.task_losses(outputs, batch).items() if task not in ("au", "expr")}
+        per_task = "batch" if norm == "relative" else norm
         au = au_entry_losses(outputs["au"], labels["au"], mask["au"])
-        losses["au"] = weighted_task_loss(au, mask["au"], weights["au"], norm)
+        losses["au"] = weighted_task_loss(au, mask["au"], weights["au"], per_task)
         expr = expr_sample_losses(outputs["expr"], labels["expr"], mask["expr"])
-        losses["expr"] = weighted_task_loss(expr, mask["expr"], weights["expr"], norm)
-        if norm == "relative":
-            labelled = {"au": mask["au"].reshape(len(au), -1).any(dim=1), "expr": mask["expr"].bool()}
-            scale = mean_sample_weight({task: weights[task] for task in ("au", "expr")}, labelled).clamp_min(1e-12)
+        losses["expr"] = weighted_task_loss(expr, mask["expr"], weights["expr"], per_task)
+        if norm == "relative":  # a uniform scale of all weights cancels: only relative weights are learned
+            labelled = {task: labelled_samples(mask[task]) for task in ("au", "expr")}
+            scale = mean_sample_weight(weights, labelled).clamp_min(1e-12)
             losses["au"], losses["expr"] = losses["au"] / scale, losses["expr"] / scale
         total = sum(self.config.task_weights.get(task, 1.0) * loss for task, loss in losses.items())
         return total, losses
@@ -300,7 +301,7 @@ class MALMethod(Method):
         self._record(weights, batch)
         logs = {f"loss_{task}": float(value.detach()) for task, value in losses.items()}
         for task in self.weighted:
-            labelled = batch["mask"][task].reshape(len(weights[task]), -1).any(dim=1)
+            labelled = labelled_samples(batch["mask"][task])
             logs[f"weight_{task}"] = float(weights[task][labelled].mean()) if bool(labelled.any()) else 0.0
         return {"loss": float(loss.detach()), **logs}
 
@@ -322,7 +323,7 @@ class MALMethod(Method):
     def _record(self, weights: dict[str, torch.Tensor], batch: Batch) -> None:
         mask = batch["mask"]
         if "au" in self.weighted:
-            self.stats.add("weight_au", weights["au"][mask["au"].reshape(len(weights["au"]), -1).any(dim=1)])
+            self.stats.add("weight_au", weights["au"][labelled_samples(mask["au"])])
         labelled = mask["expr"].bool()
         self.stats.add("weight_expr", weights["expr"][labelled])
         if "expr_flipped" in batch["info"]:  # a benchmark that knows which auxiliary labels are corrupted
@@ -334,6 +335,11 @@ class MALMethod(Method):
         """Mean learned weights of the epoch (AU, expression; clean vs corrupted), meta loss, K."""
         summary = self.stats.summary(std=("weight_expr",))
         return {"meta_size": float(len(self.meta_index)), **summary}
+
+
+def labelled_samples(mask: torch.Tensor) -> torch.Tensor:
+    """``[B]`` bool: samples with at least one label in a task's mask (``[B]`` or ``[B, A]``)."""
+    return mask.reshape(len(mask), -1).bool().any(dim=1)
 
 
 def _seed(seed: int, stream: int) -> int:
