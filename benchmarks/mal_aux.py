@@ -10,7 +10,8 @@ flipped, optionally few AU labels), for each seed and the same number of real up
 It reports the AU mean F1 on test (best-on-validation checkpoint), MAL's mean learned
 expression weight on clean vs corrupted training samples (last epoch), and, measured in the
 same process on the same batches, the wall time of one MAL step relative to one plain
-multi-task step, for the full virtual step and the heads-only option.
+multi-task step, for the full virtual step and the heads-only option, each with both
+hypergradients (``autograd`` through the virtual step, and ``difference``).
 
     python benchmarks/mal_aux.py --quick --json mal.json    # about 12 CPU-minutes at one thread (estimate)
     python benchmarks/mal_aux.py --json mal.json            # full: 3 seeds, 6000 faces, 12 epochs
@@ -38,6 +39,9 @@ QUICK = {"num_train": 1000, "num_val": 300, "num_test": 500, "image_size": 32, "
          "au_fraction": 0.5, "timing_steps": 10}
 
 
+HYPERGRADIENTS = ("autograd", "difference")
+
+
 def base_overrides(args: argparse.Namespace, seed: int) -> list[str]:
     return [
         "model.tasks=[au,expr]", f"model.backbone={args.backbone}",
@@ -49,9 +53,11 @@ def base_overrides(args: argparse.Namespace, seed: int) -> list[str]:
     ]
 
 
-def mal_overrides(args: argparse.Namespace, meta_input: str, virtual_step: str = "all", normalize: str = "batch") -> list[str]:
+def mal_overrides(args: argparse.Namespace, meta_input: str, virtual_step: str = "all", normalize: str = "batch",
+                  hypergradient: str | None = None) -> list[str]:
     return [
         "method.name=mal", f"method.meta_input={meta_input}", f"method.virtual_step={virtual_step}",
+        f"method.hypergradient={hypergradient or args.hypergradient}",
         f"method.meta_size={args.meta_size}", f"method.meta_batch_size={args.meta_batch_size}",
         f"method.meta_lr={args.meta_lr}", f"method.normalize={normalize}",
     ]
@@ -83,14 +89,15 @@ def train_one(name: str, overrides: list[str]) -> dict:
 
 
 def step_times(args: argparse.Namespace, repeats: int) -> dict[str, float]:
-    """Median seconds per training step of plain multi-task, MAL (full) and MAL (heads), same batches."""
+    """Median seconds per training step of plain multi-task and MAL ({full, heads} virtual step x
+    {autograd, difference} hypergradient), same batches."""
     torch.set_num_threads(1)
     overrides = base_overrides(args, 0)
-    configs = {
-        "plain": load_config(None, overrides + ["method.name=plain"]),
-        "mal_full": load_config(None, overrides + mal_overrides(args, "feat", "all")),
-        "mal_heads": load_config(None, overrides + mal_overrides(args, "feat", "heads")),
-    }
+    configs = {"plain": load_config(None, overrides + ["method.name=plain"])}
+    for hypergradient in HYPERGRADIENTS:
+        for virtual_step, label in (("all", "full"), ("heads", "heads")):
+            configs[f"mal_{label}_{hypergradient}"] = load_config(
+                None, overrides + mal_overrides(args, "feat", virtual_step, hypergradient=hypergradient))
     train = build_datasets(configs["plain"].data, splits=("train",))["train"]
     steppers = {}
     for name, config in configs.items():
@@ -133,8 +140,11 @@ def print_table(table: list[dict], times: dict[str, float]) -> None:
     if not times:  # --timing-steps 0
         return
     plain = times["plain"]
-    print(f"step time: plain multi-task {1000 * plain:.1f} ms; MAL full {1000 * times['mal_full']:.1f} ms "
-          f"({times['mal_full'] / plain:.2f}x); MAL heads-only {1000 * times['mal_heads']:.1f} ms ({times['mal_heads'] / plain:.2f}x)")
+    print(f"step time (median, one thread): plain multi-task {1000 * plain:.1f} ms")
+    for hypergradient in HYPERGRADIENTS:
+        cells = [f"{label} {1000 * times[f'mal_{label}_{hypergradient}']:.1f} ms "
+                 f"({times[f'mal_{label}_{hypergradient}'] / plain:.2f}x)" for label in ("full", "heads")]
+        print(f"  MAL, hypergradient {hypergradient}: virtual step " + "; ".join(cells))
 
 
 def main() -> None:
@@ -154,6 +164,7 @@ def main() -> None:
     parser.add_argument("--meta-batch-size", type=int, default=32)
     parser.add_argument("--meta-lr", type=float, default=1e-3)
     parser.add_argument("--virtual-step", default="all", choices=["all", "heads"], help="MAL's virtual step in the accuracy runs")
+    parser.add_argument("--hypergradient", default="autograd", choices=HYPERGRADIENTS, help="MAL's in the accuracy runs")
     parser.add_argument("--normalize", nargs="+", default=["batch"], choices=["none", "batch", "sum", "relative"],
                         help="MAL's weight normalisations; each other than batch names its variants mal[<it>]")
     parser.add_argument("--num-train", type=int, default=6000)
@@ -165,6 +176,7 @@ def main() -> None:
     add_difficulty_argument(parser)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--timing-steps", type=int, default=20, help="0 skips the step-time comparison")
+    parser.add_argument("--timing-only", action="store_true", help="only the step-time comparison, no training")
     parser.add_argument("--json", help="write per-run results, the summary and the step times here")
     add_merge_argument(parser)
     args = parser.parse_args()
@@ -178,7 +190,7 @@ def main() -> None:
     runs = variants(args)  # first: a wrong --variants fails before any work
     times = step_times(args, args.timing_steps) if args.timing_steps > 0 else {}
     results = []
-    for seed in args.seeds:
+    for seed in [] if args.timing_only else args.seeds:
         for name, extra in runs.items():
             results.append({"seed": seed, **train_one(name, base_overrides(args, seed) + extra)})
             print(f"seed {seed} {name}: AU F1 {100 * results[-1]['au_f1']:.2f}", flush=True)

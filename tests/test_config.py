@@ -23,6 +23,11 @@ def test_int_accepted_for_float_but_not_the_reverse():
         load_config(None, ["train.epochs=2.5"])
 
 
+def test_exponent_without_a_dot_is_a_float():
+    # YAML 1.1 reads "1e-5" as text; a float field takes it as the number the user meant
+    assert load_config(None, ["train.lr=1e-5"]).train.lr == 1e-5
+
+
 def test_str_field_keeps_digits_as_text():
     assert load_config(None, ["data.root=2024"]).data.root == "2024"
     # Also for fields that only the chosen method's config has.

@@ -71,3 +71,33 @@ def test_backbone_from_a_facemtl_checkpoint_or_the_shipped_model(tmp_path, tiny_
     assert not torch.equal(shipped.state_dict()["stages.0.0.0.weight"], create_backbone("small").state_dict()["stages.0.0.0.weight"])
     with pytest.raises(FacemtlError, match="expected a .safetensors file, a facemtl run folder or facemtl_base"):
         create_backbone("small", str(tmp_path / "nowhere.pt"))
+
+
+def test_branch_tasks_get_their_own_last_stage(tmp_path, tiny_overrides):
+    from facemtl.config import load_config
+    from facemtl.engine import Trainer
+    from facemtl.engine.checkpoint import load_network
+
+    torch.manual_seed(0)
+    net = MultiTaskNet("test_tiny", ["expr", "lmk", "attr"], SPACES, branch_tasks=["attr", "lmk"])
+    assert net.branch_tasks == ("lmk", "attr")
+    for (key, copy), shared in zip(net.branch_stage.state_dict().items(), net.backbone.stages[-1].state_dict().values()):
+        assert torch.equal(copy, shared), key  # starts as the shared stage
+    out = net(torch.rand(4, 3, 32, 32))
+    out["lmk"].sum().backward()
+    # landmarks train the layers below the split and their own stage, never the shared last stage
+    assert all(p.grad is None for p in net.backbone.stages[-1].parameters())
+    assert all(p.grad is not None for p in net.branch_stage.parameters())
+    assert all(p.grad is not None for p in net.backbone.stages[0].parameters())
+    net.zero_grad(set_to_none=True)
+    net(torch.rand(4, 3, 32, 32))["expr"].sum().backward()
+    assert all(p.grad is None for p in net.branch_stage.parameters())
+    with pytest.raises(FacemtlError, match=r"model.branch_tasks=\['au'\]: \['au'\] not in model.tasks"):
+        MultiTaskNet("test_tiny", ["expr", "lmk"], SPACES, branch_tasks=["au"])
+    with pytest.raises(FacemtlError, match="needs a backbone built as .stages"):
+        MultiTaskNet("resnet10t", ["expr", "lmk"], SPACES, branch_tasks=["lmk"])
+    # the option travels with the checkpoint: a trained run reloads strictly
+    overrides = [*tiny_overrides, "train.epochs=1", "model.tasks=[expr,lmk,attr]", "model.branch_tasks=[lmk,attr]"]
+    Trainer(load_config(None, overrides), tmp_path / "run").fit()
+    loaded, _ = load_network(tmp_path / "run")
+    assert loaded.branch_tasks == ("lmk", "attr")

@@ -86,6 +86,8 @@ class ModelConfig:
     drop_rate: float = 0.0  # dropout before the heads
     va_bins: int = 0  # 0: VA regressed; 20: VA as 20-bin classification + CCC (Deng et al.), outputs va_logits
     va_bin_values: str = "code"  # binned VA expectation over: code (official linspace(-1, 1, bins)) | centres
+    # tasks with their own copy of the backbone's last stage (shared below it); [] = all shared
+    branch_tasks: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -191,6 +193,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         return {str(k): _coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
     if annotation is Any:  # data.sources entries: checked against DataConfig when the mix is built
         return value
+    if annotation is float and isinstance(value, str):
+        value = _float_or_text(value)  # YAML 1.1 reads 1e-5 (no dot) as text
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),
@@ -202,6 +206,13 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if not ok:
         raise FacemtlError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
     return float(value) if annotation is float else value
+
+
+def _float_or_text(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _build_section(cls: type, values: Mapping[str, Any], section: str) -> Any:

@@ -186,7 +186,10 @@ def load_network(path: str | Path, device: torch.device | str = "cpu") -> tuple[
     model = checkpoint.config.get("model", {})
     # binned VA (model.va_bins) changes the va head; older checkpoints have no such key
     binned = {key: model[key] for key in ("va_bins", "va_bin_values") if key in model} if model.get("va_bins") else {}
-    net = MultiTaskNet(model.get("backbone", "tiny"), checkpoint.tasks, checkpoint.label_spaces, **binned)
+    net = MultiTaskNet(
+        model.get("backbone", "tiny"), checkpoint.tasks, checkpoint.label_spaces, branch_tasks=model.get("branch_tasks", ()),
+        **binned,
+    )
     # trainer checkpoints hold the method's state: "net." + network keys, plus what the method owns
     state = {k[4:]: v for k, v in checkpoint.model_state.items() if k.startswith("net.")} or checkpoint.model_state
     try:

@@ -94,7 +94,7 @@ def build_method(config: Config, label_spaces: Any, context: TrainContext) -> Me
     """Network plus the configured method around it."""
     net = MultiTaskNet(
         config.model.backbone, config.model.tasks, label_spaces, config.model.pretrained, config.model.drop_rate,
-        va_bins=config.model.va_bins, va_bin_values=config.model.va_bin_values,
+        va_bins=config.model.va_bins, va_bin_values=config.model.va_bin_values, branch_tasks=config.model.branch_tasks,
     )
     return METHODS.get(config.method.name)(net, config.method, context)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
 from facemtl.models.backbone import create_backbone
 from facemtl.models.heads import build_head
-from facemtl.tasks import TASKS, LabelSpaces, check_tasks
+from facemtl.tasks import TASKS, FacemtlError, LabelSpaces, check_tasks
 
 #: ImageNet statistics; timm backbones expect them and they do no harm to the built-in ones.
 IMAGE_MEAN = (0.485, 0.456, 0.406)
@@ -26,12 +28,17 @@ class MultiTaskNet(nn.Module):
         va_bins: 0 = VA regressed directly; N > 0 = VA as N-bin classification (Deng et al.):
             ``va`` is then the expectation over bins and ``va_logits`` the ``[B, 2, N]`` logits.
         va_bin_values: bin values of that expectation, ``code`` (official) or ``centres``.
+        branch_tasks: tasks whose heads read their own copy of the backbone's last stage
+            (initialised from the shared one, after ``pretrained`` is loaded), so that they
+            share only the layers below it with the other tasks; empty = everything shared.
+            Needs a backbone whose ``forward_features`` is its ``stages`` (the built-in ones).
 
     ``forward(images)`` takes RGB images ``[B, 3, H, W]`` scaled to [0, 1] (normalisation
     happens inside, so exported models take the same input) and returns a dict with one
     entry per enabled task (``expr [B, C]``, ``au [B, A]`` logits, ``va [B, 2]``,
     ``lmk [B, K, 2]``, ``attr {name: [B, C_name]}``) plus ``feat`` (pooled feature
-    ``[B, D]``) and ``feat_map`` (last feature map, ``[B, D, h, w]`` for CNNs).
+    ``[B, D]``) and ``feat_map`` (last feature map, ``[B, D, h, w]`` for CNNs), both from
+    the shared path (not the ``branch_tasks`` branch).
     """
 
     def __init__(
@@ -43,6 +50,7 @@ class MultiTaskNet(nn.Module):
         drop_rate: float = 0.0,
         va_bins: int = 0,
         va_bin_values: str = "code",
+        branch_tasks: list[str] | tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         check_tasks(tasks)
@@ -51,6 +59,9 @@ class MultiTaskNet(nn.Module):
         self.backbone = create_backbone(backbone, pretrained)
         self.num_features = int(self.backbone.num_features)
         self.dropout = nn.Dropout(drop_rate)
+        self.branch_tasks = _check_branch_tasks(branch_tasks, self.tasks, self.backbone, backbone)
+        # A private copy of the last stage: those tasks stop pulling the shared one their way.
+        self.branch_stage = copy.deepcopy(self.backbone.stages[-1]) if self.branch_tasks else None
         spatial = _has_spatial_features(self.backbone)
         self.heads = nn.ModuleDict(
             {t: build_head(t, self.num_features, label_spaces, spatial, va_bins, va_bin_values) for t in self.tasks}
@@ -60,19 +71,38 @@ class MultiTaskNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
         x = (images - self.image_mean) / self.image_std
-        feat_map = self.backbone.forward_features(x)
+        if self.branch_stage is None:
+            feat_map = self.backbone.forward_features(x)
+            branch_map = feat_map
+        else:
+            below = self.backbone.stages[:-1](x)
+            feat_map, branch_map = self.backbone.stages[-1](below), self.branch_stage(below)
         feat = self.backbone.forward_head(feat_map, pre_logits=True)
         dropped = self.dropout(feat)
+        branch_dropped = self.dropout(self.backbone.forward_head(branch_map)) if self.branch_stage is not None else dropped
         outputs: dict[str, torch.Tensor | dict[str, torch.Tensor]] = {}
         for task in self.tasks:
+            task_map, task_feat = (branch_map, branch_dropped) if task in self.branch_tasks else (feat_map, dropped)
             # The landmark head also reads the feature map: positions need spatial layout.
-            outputs[task] = self.heads[task](dropped, feat_map) if task == "lmk" else self.heads[task](dropped)
+            outputs[task] = self.heads[task](task_feat, task_map) if task == "lmk" else self.heads[task](task_feat)
             if task == "va" and hasattr(self.heads[task], "expectation"):  # binned VA: keep va continuous [B, 2]
                 outputs["va_logits"] = outputs[task]
                 outputs[task] = self.heads[task].expectation(outputs[task])
         outputs["feat"] = feat
         outputs["feat_map"] = feat_map
         return outputs
+
+
+def _check_branch_tasks(
+    branch_tasks: list[str] | tuple[str, ...], tasks: tuple[str, ...], backbone: nn.Module, name: str
+) -> tuple[str, ...]:
+    """``branch_tasks`` in task order, or a one-line error naming what is wrong."""
+    unknown = [t for t in branch_tasks if t not in tasks]
+    if unknown:
+        raise FacemtlError(f"model.branch_tasks={list(branch_tasks)}: {unknown} not in model.tasks={list(tasks)}")
+    if branch_tasks and not isinstance(getattr(backbone, "stages", None), nn.Sequential):
+        raise FacemtlError(f"model.branch_tasks needs a backbone built as .stages (the built-in ones); {name!r} is not")
+    return tuple(t for t in tasks if t in branch_tasks)
 
 
 @torch.no_grad()
