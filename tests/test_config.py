@@ -124,4 +124,3 @@ def test_switching_the_recipes_method_drops_its_options(capsys):
     with pytest.raises(FacemtlError, match="unknown key method.beta"):
         load_config(recipe, ["method.name=plain", "method.beta=0.5"])
     assert load_config(recipe).method.beta == 0.7  # without a switch nothing is dropped
-
