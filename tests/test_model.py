@@ -94,8 +94,8 @@ def test_branch_tasks_get_their_own_last_stage(tmp_path, tiny_overrides):
     assert all(p.grad is None for p in net.branch_stage.parameters())
     with pytest.raises(FacemtlError, match=r"model.branch_tasks=\['au'\]: \['au'\] not in model.tasks"):
         MultiTaskNet("test_tiny", ["expr", "lmk"], SPACES, branch_tasks=["au"])
-    with pytest.raises(FacemtlError, match="needs a backbone built as .stages"):
-        MultiTaskNet("resnet10t", ["expr", "lmk"], SPACES, branch_tasks=["lmk"])
+    with pytest.raises(FacemtlError, match="needs a built-in VGG-style backbone"):
+        MultiTaskNet("convnext_atto", ["expr", "lmk"], SPACES, branch_tasks=["lmk"])  # has .stages, and a stem
     # the option travels with the checkpoint: a trained run reloads strictly
     overrides = [*tiny_overrides, "train.epochs=1", "model.tasks=[expr,lmk,attr]", "model.branch_tasks=[lmk,attr]"]
     Trainer(load_config(None, overrides), tmp_path / "run").fit()

@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from facemtl.models.backbone import create_backbone
+from facemtl.models.backbone import TinyConvNet, create_backbone
 from facemtl.models.heads import build_head
 from facemtl.tasks import TASKS, FacemtlError, LabelSpaces, check_tasks
 
@@ -31,7 +31,7 @@ class MultiTaskNet(nn.Module):
         branch_tasks: tasks whose heads read their own copy of the backbone's last stage
             (initialised from the shared one, after ``pretrained`` is loaded), so that they
             share only the layers below it with the other tasks; empty = everything shared.
-            Needs a backbone whose ``forward_features`` is its ``stages`` (the built-in ones).
+            Needs a built-in VGG-style backbone (``tiny``, ``small``, ``test_tiny``).
 
     ``forward(images)`` takes RGB images ``[B, 3, H, W]`` scaled to [0, 1] (normalisation
     happens inside, so exported models take the same input) and returns a dict with one
@@ -100,8 +100,9 @@ def _check_branch_tasks(
     unknown = [t for t in branch_tasks if t not in tasks]
     if unknown:
         raise FacemtlError(f"model.branch_tasks={list(branch_tasks)}: {unknown} not in model.tasks={list(tasks)}")
-    if branch_tasks and not isinstance(getattr(backbone, "stages", None), nn.Sequential):
-        raise FacemtlError(f"model.branch_tasks needs a backbone built as .stages (the built-in ones); {name!r} is not")
+    # forward_features must be exactly `stages` for the split to be right: timm CNNs add a stem and norms
+    if branch_tasks and not isinstance(backbone, TinyConvNet):
+        raise FacemtlError(f"model.branch_tasks needs a built-in VGG-style backbone (tiny, small, test_tiny); {name!r} is not")
     return tuple(t for t in tasks if t in branch_tasks)
 
 
