@@ -17,7 +17,7 @@ from facemtl.tasks import FacemtlError
 
 BASE_MODEL = Path(__file__).with_name("facemtl_base.safetensors")
 #: SHA-256 of the shipped file (benchmarks/real_model.py --print-hash recomputes it).
-BASE_SHA256 = "7992db1791f8cc098258529e8af56d84f0fd3eb7655389df86b7e2ffa3561600"
+BASE_SHA256 = "1efc197f2c04411ff3ac87b430e1f3492ce35a321e0e68a6bf1ab210ddc4effb"
 
 
 def sha256(path: str | Path) -> str:
