@@ -60,6 +60,7 @@ def mal_overrides(args: argparse.Namespace, meta_input: str, virtual_step: str =
         f"method.hypergradient={hypergradient or args.hypergradient}",
         f"method.meta_size={args.meta_size}", f"method.meta_batch_size={args.meta_batch_size}",
         f"method.meta_lr={args.meta_lr}", f"method.normalize={normalize}",
+        f"method.task_weights.expr={args.mal_expr_weight}", f"method.weight_au={str(not args.fix_au_weights).lower()}",
     ]
 
 
@@ -164,6 +165,9 @@ def main() -> None:
     parser.add_argument("--meta-batch-size", type=int, default=32)
     parser.add_argument("--meta-lr", type=float, default=1e-3)
     parser.add_argument("--virtual-step", default="all", choices=["all", "heads"], help="MAL's virtual step in the accuracy runs")
+    parser.add_argument("--mal-expr-weight", type=float, default=1.0,
+                        help="MAL's expression task weight (with normalize sum: the fixed task balance, like rho)")
+    parser.add_argument("--fix-au-weights", action="store_true", help="MAL weights expression samples only (AU at 1)")
     parser.add_argument("--hypergradient", default="autograd", choices=HYPERGRADIENTS, help="MAL's in the accuracy runs")
     parser.add_argument("--normalize", nargs="+", default=["batch"], choices=["none", "batch", "sum", "relative"],
                         help="MAL's weight normalisations; each other than batch names its variants mal[<it>]")
