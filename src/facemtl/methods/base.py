@@ -135,11 +135,11 @@ class Method(nn.Module):
         return self.net(images)
 
     # -- shared pieces for subclasses -------------------------------------------------
-    def task_losses(self, outputs: Outputs, batch: Batch) -> dict[str, torch.Tensor]:
-        """Unweighted masked loss per enabled task (attributes summed over attributes)."""
+    def task_losses(self, outputs: Outputs, batch: Batch, tasks: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+        """Unweighted masked loss per enabled task, or per task of ``tasks`` (attributes summed over attributes)."""
         labels, mask = batch["labels"], batch["mask"]
         losses: dict[str, torch.Tensor] = {}
-        for task in self.net.tasks:
+        for task in self.net.tasks if tasks is None else tasks:
             if task == "expr":
                 losses[task] = masked_cross_entropy(outputs[task], labels[task], mask[task])
             elif task == "au":

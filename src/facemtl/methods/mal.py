@@ -130,6 +130,7 @@ class BaseForward:
 
     outputs: dict[str, Any]
     buffers: dict[str, torch.Tensor]  # BN buffers after the pass (copies; written back after the real step)
+    entries: dict[str, torch.Tensor]  # per-entry losses of the weighted tasks (graph kept): see MALMethod.entry_losses
     meta_inputs: torch.Tensor  # detached input of the meta-net, [B, d']
     rng_state: tuple[torch.Tensor, list[torch.Tensor]]  # CPU and CUDA generators before the pass: replays its dropout
 
@@ -237,14 +238,14 @@ class MALMethod(Method):
         buffers = self._buffer_copies()
         rng_state = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [])
         outputs = self._call(dict(self.net.named_parameters()), buffers, batch["image"])
+        entries = self.entry_losses(outputs, batch)
         parts = []
         if "feat" in self.config.meta_input:
             parts.append(outputs["feat"])
         if "loss" in self.config.meta_input:
-            au = au_entry_losses(outputs["au"], batch["labels"]["au"], batch["mask"]["au"])
-            au = au.sum(1) / batch["mask"]["au"].sum(1).clamp_min(1)
-            parts += [au[:, None], expr_sample_losses(outputs["expr"], batch["labels"]["expr"], batch["mask"]["expr"])[:, None]]
-        return BaseForward(outputs, buffers, torch.cat(parts, dim=1).detach(), rng_state)
+            au = entries["au"].sum(1) / batch["mask"]["au"].sum(1).clamp_min(1)
+            parts += [au[:, None], entries["expr"][:, None]]
+        return BaseForward(outputs, buffers, entries, torch.cat(parts, dim=1).detach(), rng_state)
 
     def sample_weights(self, meta_inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{task: [B]}`` weights from the meta-net (AU weights are ones when not weighted)."""
@@ -271,10 +272,12 @@ class MALMethod(Method):
             losses = {task: loss / scale for task, loss in losses.items()}
         return losses
 
-    def train_loss(self, outputs: dict[str, Any], batch: Batch, weights: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-        """L_train = sum_t task_weight_t * loss_t, AU and expression losses per-sample weighted."""
-        losses = {task: loss for task, loss in self.task_losses(outputs, batch).items() if task not in ("au", "expr")}
-        losses.update(self.weighted_losses(self.entry_losses(outputs, batch), batch["mask"], weights))
+    def train_loss(self, outputs: dict[str, Any], batch: Batch, weights: dict[str, torch.Tensor],
+                   entries: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict]:
+        """L_train = sum_t task_weight_t * loss_t, AU and expression losses per-sample weighted
+        (``entries``: their per-entry losses when already computed, e.g. ``BaseForward.entries``)."""
+        losses = self.task_losses(outputs, batch, tuple(t for t in self.net.tasks if t not in ("au", "expr")))
+        losses.update(self.weighted_losses(entries or self.entry_losses(outputs, batch), batch["mask"], weights))
         return self._total(losses), losses
 
     def _total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -283,7 +286,7 @@ class MALMethod(Method):
     def meta_objective(self, base: BaseForward, batch: Batch, meta_batch: Batch, inner_lr: float) -> torch.Tensor:
         """L_val(theta*(psi)): the unweighted AU loss of a meta batch after the virtual step (a function of psi)."""
         weights = self.sample_weights(base.meta_inputs)
-        loss, _ = self.train_loss(base.outputs, batch, weights)
+        loss, _ = self.train_loss(base.outputs, batch, weights, base.entries)
         params = dict(self.net.named_parameters())
         fast = virtual_sgd_step({n: params[n] for n in self.virtual_names}, loss, inner_lr)
         return self._meta_loss(params, fast, meta_batch)
@@ -325,7 +328,7 @@ class MALMethod(Method):
             ``(L_val(theta*) detached, surrogate)``.
         """
         weights = self.sample_weights(base.meta_inputs)
-        loss, _ = self.train_loss(base.outputs, batch, {task: w.detach() for task, w in weights.items()})
+        loss, _ = self.train_loss(base.outputs, batch, {task: w.detach() for task, w in weights.items()}, base.entries)
         params = dict(self.net.named_parameters())
         grads = torch.autograd.grad(loss, [params[n] for n in self.virtual_names], retain_graph=True, allow_unused=True)
         fast = {n: (params[n] - inner_lr * g).detach().requires_grad_() for n, g in zip(self.virtual_names, grads) if g is not None}
@@ -338,7 +341,7 @@ class MALMethod(Method):
         step = self.config.difference_step / float(norm)
         moved = self._entry_losses_at(params, direction, step, batch, base.rng_state)
         if base.outputs["au"].dtype == next(iter(params.values())).dtype:
-            start = {task: loss.detach() for task, loss in self.entry_losses(base.outputs, batch).items()}
+            start = {task: loss.detach() for task, loss in base.entries.items()}
         else:  # the base pass ran under autocast: its losses are too coarse for a difference, redo it exactly
             start = self._entry_losses_at(params, direction, 0.0, batch, base.rng_state)
         derivative = {task: (moved[task] - start[task]) / step for task in moved}
@@ -373,7 +376,7 @@ class MALMethod(Method):
         """The real step with weights from the updated psi (detached); commits the BN statistics."""
         with torch.no_grad():
             weights = self.sample_weights(base.meta_inputs)
-        loss, losses = self.train_loss(base.outputs, batch, weights)
+        loss, losses = self.train_loss(base.outputs, batch, weights, base.entries)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:
