@@ -198,6 +198,40 @@ def test_difference_hypergradient_equals_autograd(normalize, virtual_step):
     assert not torch.allclose(torch.cat([g.flatten() for g in grads_other]), flat_a, rtol=1e-3, atol=0)
 
 
+def test_difference_logs_each_samples_alignment_with_the_meta_gradient():
+    """align_expr_clean / _flipped are the means of <grad l_i(theta), g*> over clean / corrupted expression faces."""
+    _, train, method = _mal("method.inner_lr=0.5", "method.hypergradient=difference", "method.difference_step=1e-7")
+    method.double().train()
+    batch = method.drop_meta_faces(train.__getitems__(list(range(32))))
+    batch = {**batch, "image": batch["image"].double(), "labels": {**batch["labels"], "au": batch["labels"]["au"].double()}}
+    meta = method.next_meta_batch(torch.device("cpu"))
+    meta = {**meta, "image": meta["image"].double(), "labels": {**meta["labels"], "au": meta["labels"]["au"].double()}}
+    method.stats.summary()  # reset
+    base = method.forward_base(batch)
+    method.meta_gradients(base, batch, meta, 0.5)
+    logged = method.stats.summary()
+    # g* by autograd: the meta loss's gradient at theta* = theta - alpha grad L_train(theta; w)
+    params = dict(method.net.named_parameters())
+    weights = {t: w.detach() for t, w in method.sample_weights(base.meta_inputs).items()}
+    loss, _ = method.train_loss(base.outputs, batch, weights, base.entries)
+    grads = torch.autograd.grad(loss, list(params.values()), retain_graph=True, allow_unused=True)
+    fast = {n: (p - 0.5 * g).detach().requires_grad_() for (n, p), g in zip(params.items(), grads) if g is not None}
+    g_star = dict(zip(fast, torch.autograd.grad(method._meta_loss(params, fast, meta), list(fast.values()), allow_unused=True)))
+    flipped, labelled = batch["info"]["expr_flipped"].bool(), batch["mask"]["expr"].bool()
+    assert bool((labelled & flipped).any()) and bool((labelled & ~flipped).any())
+    alignment = []
+    for i in range(len(flipped)):
+        if labelled[i]:
+            g_i = torch.autograd.grad(base.entries["expr"][i], list(params.values()), retain_graph=True, allow_unused=True)
+            alignment.append(sum(float((a * g_star[n]).sum()) for n, a in zip(params, g_i)
+                                 if a is not None and g_star.get(n) is not None))
+    alignment = torch.tensor(alignment, dtype=torch.float64)
+    corrupted = flipped[labelled]
+    assert float(alignment.abs().max()) > 1e-6
+    assert logged["align_expr_clean"] == pytest.approx(float(alignment[~corrupted].mean()), rel=1e-4)
+    assert logged["align_expr_flipped"] == pytest.approx(float(alignment[corrupted].mean()), rel=1e-4)
+
+
 def test_difference_hypergradient_under_autocast_uses_a_full_precision_reference():
     _, train, method = _mal("method.inner_lr=0.5", "method.hypergradient=difference")
     method.train()

@@ -185,7 +185,8 @@ class MALMethod(Method):
                                             config.meta_weight_decay)
         self.register_buffer("meta_index", torch.full((config.meta_size,), -1, dtype=torch.long))
         self.register_buffer("meta_steps", torch.zeros((), dtype=torch.long))
-        self.stats = EpochStats(("weight_au", "weight_expr", "weight_expr_clean", "weight_expr_flipped", "loss_meta"))
+        self.stats = EpochStats(("weight_au", "weight_expr", "weight_expr_clean", "weight_expr_flipped", "loss_meta",
+                                 "align_au", "align_expr", "align_expr_clean", "align_expr_flipped"))
         self.meta_data: Any = None
         prefix = last_stage_prefix(net) + "."
         self.virtual_names = [n for n, p in net.named_parameters() if p.requires_grad and (
@@ -345,6 +346,7 @@ class MALMethod(Method):
         else:  # the base pass ran under autocast: its losses are too coarse for a difference, redo it exactly
             start = self._entry_losses_at(params, direction, 0.0, batch, base.rng_state)
         derivative = {task: (moved[task] - start[task]) / step for task in moved}
+        self._record_alignment(derivative, batch)
         return meta_loss.detach(), -inner_lr * self._total(self.weighted_losses(derivative, batch["mask"], weights))
 
     @torch.no_grad()
@@ -418,9 +420,24 @@ class MALMethod(Method):
             self.stats.add("weight_expr_clean", weights["expr"][labelled & ~flipped])
             self.stats.add("weight_expr_flipped", weights["expr"][labelled & flipped])
 
+    @torch.no_grad()
+    def _record_alignment(self, derivative: dict[str, torch.Tensor], batch: Batch) -> None:
+        """Log each sample's alignment with the meta batch, <grad l_i, g*> (``difference`` only): the
+        one-step hypergradient of its weight is -alpha times it (normalised), so a weight can only
+        learn what these means tell apart (e.g. corrupted vs clean auxiliary faces)."""
+        mask = batch["mask"]
+        au = labelled_samples(mask["au"])
+        self.stats.add("align_au", derivative["au"].sum(1)[au] / mask["au"][au].sum(1))
+        expr = mask["expr"].bool()
+        self.stats.add("align_expr", derivative["expr"][expr])
+        if "expr_flipped" in batch["info"]:
+            flipped = batch["info"]["expr_flipped"].bool()
+            self.stats.add("align_expr_clean", derivative["expr"][expr & ~flipped])
+            self.stats.add("align_expr_flipped", derivative["expr"][expr & flipped])
+
     def on_epoch_end(self, epoch: int) -> dict[str, float]:
         """Mean learned weights of the epoch (AU, expression; clean vs corrupted), meta loss, K."""
-        summary = self.stats.summary(std=("weight_expr",))
+        summary = self.stats.summary(std=("weight_expr", "align_expr_clean", "align_expr_flipped"))
         return {"meta_size": float(len(self.meta_index)), **summary}
 
 
