@@ -54,6 +54,25 @@ def test_config_is_checked():
         load_config(None, ["method.meta_size=10"])  # plain has no meta set
     with pytest.raises(FacemtlError, match="method mal needs the au task"):
         _mal("model.tasks=[expr]")
+    with pytest.raises(FacemtlError, match="method.meta_input='feat\\+feat' is not valid; join distinct parts"):
+        load_config(None, ["method.name=mal", "method.meta_input=feat+feat"])
+
+
+def test_meta_net_reads_the_parts_of_meta_input():
+    """feat+loss+label: the feature, the AU and expression losses, the one-hot expression label (zeros if none)."""
+    _, train, method = _mal("method.meta_input=feat+loss+label", "data.label_fraction.expr=0.5")
+    batch = method.drop_meta_faces(train.__getitems__(list(range(32))))
+    base = method.forward_base(batch)
+    width = method.net.num_features
+    assert base.meta_inputs.shape == (len(batch["index"]), width + 2 + 7)
+    assert torch.equal(base.meta_inputs[:, :width], base.outputs["feat"].detach())
+    assert torch.allclose(base.meta_inputs[:, width + 1], base.entries["expr"].detach())
+    labelled = batch["mask"]["expr"].bool()
+    assert bool(labelled.any()) and bool((~labelled).any())
+    one_hot = base.meta_inputs[:, width + 2:]
+    assert torch.equal(one_hot[labelled].argmax(1), batch["labels"]["expr"][labelled].long())
+    assert torch.equal(one_hot.sum(1), labelled.float())
+    assert method.sample_weights(base.meta_inputs)["expr"].shape == (len(batch["index"]),)
 
 
 def test_weighted_loss_with_unit_weights_is_the_masked_mean():

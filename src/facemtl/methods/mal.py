@@ -64,10 +64,12 @@ from facemtl.tasks import FacemtlError
 _CHOICES = {
     "normalize": NORMALIZATIONS,
     "virtual_step": ("all", "heads"),
-    "meta_input": ("feat", "loss", "feat+loss"),
     "meta_optimizer": ("adam", "sgd"),
     "hypergradient": ("autograd", "difference"),
 }
+
+#: parts of ``method.meta_input``
+META_INPUTS = ("feat", "loss", "label")
 
 
 @dataclass
@@ -81,7 +83,9 @@ class MALConfig(MethodConfig):
     meta_optimizer: str = "adam"  # adam (Meta-Weight-Net) | sgd
     meta_weight_decay: float = 0.0
     meta_hidden: int = 100  # meta-net width: d -> hidden -> outputs, sigmoid
-    meta_input: str = "feat"  # feat (paper: g(f(x))) | loss (Meta-Weight-Net) | feat+loss
+    # '+'-joined parts: feat (paper: g(f(x))), loss (Meta-Weight-Net: the per-sample AU and expression
+    # losses), label (one-hot expression label: lets the meta-net judge a label against the face)
+    meta_input: str = "feat"
     weight_au: bool = True  # also weight AU samples; false fixes their weights at 1
     # batch: sum(w l)/n | sum: sum(w l)/sum(w) | none: sum(w l) | relative: batch / mean weight over both tasks
     normalize: str = "batch"
@@ -97,6 +101,10 @@ class MALConfig(MethodConfig):
         for key, choices in _CHOICES.items():
             if getattr(self, key) not in choices:
                 raise FacemtlError(f"method.{key}={getattr(self, key)!r} is not valid; choose from: {', '.join(choices)}")
+        parts = self.meta_input.split("+")
+        if not parts or len(set(parts)) != len(parts) or not set(parts) <= set(META_INPUTS):
+            raise FacemtlError(f"method.meta_input={self.meta_input!r} is not valid; join distinct parts of "
+                               f"{', '.join(META_INPUTS)} with '+' (e.g. feat+loss)")
         for key in ("meta_size", "meta_batch_size", "meta_hidden"):
             if getattr(self, key) < 1:
                 raise FacemtlError(f"method.{key}={getattr(self, key)} must be at least 1")
@@ -179,7 +187,9 @@ class MALMethod(Method):
     def __init__(self, net: MultiTaskNet, config: MALConfig, context: TrainContext) -> None:
         super().__init__(net, config, context)
         self.weighted = ("au", "expr") if config.weight_au else ("expr",)
-        width = {"feat": net.num_features, "loss": 2, "feat+loss": net.num_features + 2}[config.meta_input]
+        self.meta_parts = config.meta_input.split("+")
+        sizes = {"feat": net.num_features, "loss": 2, "label": net.label_spaces.output_size("expr")}
+        width = sum(sizes[part] for part in self.meta_parts)
         self.meta_net = MetaWeightNet(width, config.meta_hidden, len(self.weighted))
         self.meta_optim = BufferedOptimizer(list(self.meta_net.parameters()), config.meta_optimizer, config.meta_lr,
                                             config.meta_weight_decay)
@@ -240,13 +250,23 @@ class MALMethod(Method):
         rng_state = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [])
         outputs = self._call(dict(self.net.named_parameters()), buffers, batch["image"])
         entries = self.entry_losses(outputs, batch)
+        return BaseForward(outputs, buffers, entries, self.meta_inputs(outputs, entries, batch), rng_state)
+
+    def meta_inputs(self, outputs: dict[str, Any], entries: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
+        """The meta-net's input ``[B, d']``, detached: the parts of ``method.meta_input`` side by side."""
         parts = []
-        if "feat" in self.config.meta_input:
-            parts.append(outputs["feat"])
-        if "loss" in self.config.meta_input:
-            au = entries["au"].sum(1) / batch["mask"]["au"].sum(1).clamp_min(1)
-            parts += [au[:, None], entries["expr"][:, None]]
-        return BaseForward(outputs, buffers, entries, torch.cat(parts, dim=1).detach(), rng_state)
+        for part in self.meta_parts:
+            if part == "feat":
+                parts.append(outputs["feat"])
+            elif part == "loss":
+                au = entries["au"].sum(1) / batch["mask"]["au"].sum(1).clamp_min(1)
+                parts += [au[:, None], entries["expr"][:, None]]
+            else:  # label: one-hot expression label, zeros where the face has none
+                classes = outputs["expr"].shape[1]
+                labelled = batch["mask"]["expr"].bool()
+                one_hot = nn.functional.one_hot(batch["labels"]["expr"].long().clamp(0, classes - 1), classes)
+                parts.append((one_hot * labelled[:, None]).to(outputs["feat"].dtype))
+        return torch.cat(parts, dim=1).detach()
 
     def sample_weights(self, meta_inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{task: [B]}`` weights from the meta-net (AU weights are ones when not weighted)."""
