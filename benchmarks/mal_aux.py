@@ -5,10 +5,15 @@ flipped, optionally few AU labels), for each seed and the same number of real up
 
 - ``au_only``: the plain method with expression weight 0 (same network);
 - ``rho=<r>``: the plain method with expression task weight r (fixed multi-task weighting);
-- ``mal`` (and ``mal_<input>`` variants): MAL with the meta-net reading ``--meta-inputs``.
+- ``mal`` (and ``mal_<input>`` variants): MAL with the meta-net reading ``--meta-inputs``;
+- ``mal_oracle`` (``--oracle``): a diagnostic MAL whose meta-net reads which expression labels are
+  corrupted. It separates the hypergradient's signal from the meta-net's input: if the oracle's
+  weights split clean from corrupted faces and a real input's do not, the input is the bottleneck.
 
 It reports the AU mean F1 on test (best-on-validation checkpoint), MAL's mean learned
-expression weight on clean vs corrupted training samples (last epoch), and, measured in the
+expression weight on clean vs corrupted training samples (last epoch), their mean alignment
+with the meta gradient over the run (``hypergradient: difference`` only; see ``align_*`` in
+:mod:`facemtl.methods.mal`), and, measured in the
 same process on the same batches, the wall time of one MAL step relative to one plain
 multi-task step, for the full virtual step and the heads-only option, each with both
 hypergradients (``autograd`` through the virtual step, and ``difference``).
@@ -32,7 +37,8 @@ from _common import add_difficulty_argument, add_merge_argument, mean_std, merge
 from facemtl.config import load_config
 from facemtl.data import build_datasets
 from facemtl.engine.trainer import build_method, build_optimizer
-from facemtl.methods import TrainContext
+from facemtl.methods import METHODS, TrainContext
+from facemtl.methods.mal import MALMethod
 
 #: --quick: about 12 CPU-minutes (estimated from step times) for the 3 seeds (1,000 faces, 32 px, 5 epochs)
 QUICK = {"num_train": 1000, "num_val": 300, "num_test": 500, "image_size": 32, "epochs": 5, "meta_size": 50,
@@ -40,6 +46,18 @@ QUICK = {"num_train": 1000, "num_val": 300, "num_test": 500, "image_size": 32, "
 
 
 HYPERGRADIENTS = ("autograd", "difference")
+
+ALIGNMENT = ("align_expr_clean", "align_expr_flipped")
+
+
+@METHODS.register("mal_oracle")
+class OracleMAL(MALMethod):
+    """Diagnostic: the meta-net reads the benchmark's corrupted-label flag, one-hot ``[clean, corrupted]``
+    (needs ``method.meta_input=loss``, the two-column input)."""
+
+    def meta_inputs(self, outputs: dict, entries: dict, batch: dict) -> torch.Tensor:
+        flipped = batch["info"]["expr_flipped"].to(outputs["feat"].dtype)[:, None]
+        return torch.cat([1 - flipped, flipped], dim=1)
 
 
 def base_overrides(args: argparse.Namespace, seed: int) -> list[str]:
@@ -71,6 +89,9 @@ def variants(args: argparse.Namespace) -> dict[str, list[str]]:
         for meta_input in args.meta_inputs:
             name = ("mal" if meta_input == "feat" else f"mal_{meta_input}") + ("" if normalize == "batch" else f"[{normalize}]")
             out[name] = mal_overrides(args, meta_input, args.virtual_step, normalize)
+        if args.oracle:
+            out["mal_oracle" + ("" if normalize == "batch" else f"[{normalize}]")] = [
+                *mal_overrides(args, "loss", args.virtual_step, normalize), "method.name=mal_oracle"]
     if args.variants:
         unknown = sorted(set(args.variants) - set(out))
         if unknown:
@@ -86,6 +107,10 @@ def train_one(name: str, overrides: list[str]) -> dict:
     for key in ("weight_expr_clean", "weight_expr_flipped", "weight_au", "meta_size"):
         if last.get(key):
             result[key] = float(last[key])
+    for key in ALIGNMENT:  # mean over the epochs: the per-epoch means are noisy
+        values = [float(row[key]) for row in run["rows"] if row.get(key)]
+        if values:
+            result[key] = statistics.mean(values)
     return result
 
 
@@ -124,7 +149,7 @@ def summarise(results: list[dict]) -> list[dict]:
     for name in dict.fromkeys(r["variant"] for r in results):
         runs = [r for r in results if r["variant"] == name]
         row = {"variant": name, "au_f1": [r["au_f1"] for r in runs]}
-        for key in ("weight_expr_clean", "weight_expr_flipped", "weight_au"):
+        for key in ("weight_expr_clean", "weight_expr_flipped", "weight_au", *ALIGNMENT):
             values = [r[key] for r in runs if key in r]
             row[key] = statistics.mean(values) if values else None
         table.append(row)
@@ -132,12 +157,15 @@ def summarise(results: list[dict]) -> list[dict]:
 
 
 def print_table(table: list[dict], times: dict[str, float]) -> None:
-    print(f"{'variant':>24} | {'AU F1 test (%)':>15} | {'w expr clean':>12} {'w expr corrupt':>14} {'w au':>6}")
+    print(f"{'variant':>24} | {'AU F1 test (%)':>15} | {'w expr clean':>12} {'w expr corrupt':>14} {'w au':>6} | "
+          f"{'align clean':>11} {'align corrupt':>13}")
     for row in table:
-        fmt = lambda v: "-" if v is None else f"{v:.3f}"
+        fmt = lambda v, digits=3: "-" if v is None else f"{v:.{digits}f}"
         print(f"{row['variant']:>24} | {mean_std(row['au_f1'], 100):>15} | {fmt(row['weight_expr_clean']):>12} "
-              f"{fmt(row['weight_expr_flipped']):>14} {fmt(row['weight_au']):>6}")
-    print("AU mean F1 on test, best-on-validation checkpoint, mean ± std over seeds; weights: MAL's last epoch mean")
+              f"{fmt(row['weight_expr_flipped']):>14} {fmt(row['weight_au']):>6} | "
+              f"{fmt(row['align_expr_clean'], 4):>11} {fmt(row['align_expr_flipped'], 4):>13}")
+    print("AU mean F1 on test, best-on-validation checkpoint, mean ± std over seeds; weights: MAL's last epoch mean; "
+          "align: <grad l_i, meta gradient>, mean over the run (difference hypergradient only)")
     if not times:  # --timing-steps 0
         return
     plain = times["plain"]
@@ -158,7 +186,10 @@ def main() -> None:
                              "ambiguous: subtle expressions flipped more often")
     parser.add_argument("--au-fraction", type=float, default=0.3, help="fraction of training faces with AU labels")
     parser.add_argument("--rhos", type=float, nargs="+", default=[0.1, 0.5, 1.0])
-    parser.add_argument("--meta-inputs", nargs="+", default=["feat", "feat+loss"], help="MAL variants (feat = paper)")
+    parser.add_argument("--meta-inputs", nargs="+", default=["feat", "feat+loss"],
+                        help="MAL variants: '+'-joined parts of feat, loss, label (feat = paper)")
+    parser.add_argument("--oracle", action="store_true",
+                        help="also mal_oracle: the meta-net reads which expression labels are corrupted (diagnostic)")
     parser.add_argument("--variants", nargs="+", metavar="VARIANT",
                         help="train only these (au_only, rho=0.1, ..., mal, mal_feat+loss, mal[relative]); default: all")
     parser.add_argument("--meta-size", type=int, default=300)
