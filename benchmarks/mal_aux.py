@@ -79,6 +79,7 @@ def mal_overrides(args: argparse.Namespace, meta_input: str, virtual_step: str =
         f"method.meta_size={args.meta_size}", f"method.meta_batch_size={args.meta_batch_size}",
         f"method.meta_lr={args.meta_lr}", f"method.normalize={normalize}",
         f"method.task_weights.expr={args.mal_expr_weight}", f"method.weight_au={str(not args.fix_au_weights).lower()}",
+        f"method.meta_standardize={str(args.meta_standardize).lower()}",
     ]
 
 
@@ -198,6 +199,8 @@ def main() -> None:
     parser.add_argument("--virtual-step", default="all", choices=["all", "heads"], help="MAL's virtual step in the accuracy runs")
     parser.add_argument("--mal-expr-weight", type=float, default=1.0,
                         help="MAL's expression task weight (with normalize sum: the fixed task balance, like rho)")
+    parser.add_argument("--meta-standardize", action="store_true",
+                        help="MAL standardises each meta-net input column over the base batch")
     parser.add_argument("--fix-au-weights", action="store_true", help="MAL weights expression samples only (AU at 1)")
     parser.add_argument("--hypergradient", default="autograd", choices=HYPERGRADIENTS, help="MAL's in the accuracy runs")
     parser.add_argument("--normalize", nargs="+", default=["batch"], choices=["none", "batch", "sum", "relative"],

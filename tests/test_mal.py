@@ -73,6 +73,11 @@ def test_meta_net_reads_the_parts_of_meta_input():
     assert torch.equal(one_hot[labelled].argmax(1), batch["labels"]["expr"][labelled].long())
     assert torch.equal(one_hot.sum(1), labelled.float())
     assert method.sample_weights(base.meta_inputs)["expr"].shape == (len(batch["index"]),)
+    method.config.meta_standardize = True  # each column over the batch: mean 0, std 1
+    standardized = method.forward_base(batch).meta_inputs
+    assert torch.allclose(standardized, (base.meta_inputs - base.meta_inputs.mean(0)) / base.meta_inputs.std(0).clamp_min(1e-6),
+                          atol=1e-4)  # a class absent from the batch: a constant column stays 0
+    assert torch.allclose(standardized[:, width + 1].std(), torch.tensor(1.0), atol=1e-5)
 
 
 def test_weighted_loss_with_unit_weights_is_the_masked_mean():

@@ -86,6 +86,9 @@ class MALConfig(MethodConfig):
     # '+'-joined parts: feat (paper: g(f(x))), loss (Meta-Weight-Net: the per-sample AU and expression
     # losses), label (one-hot expression label: lets the meta-net judge a label against the face)
     meta_input: str = "feat"
+    # standardise each input column over the base batch (mean 0, std 1): features and losses have
+    # drifting, unequal scales, and the meta-net's sigmoid saturates on large inputs (its gradient then vanishes)
+    meta_standardize: bool = False
     weight_au: bool = True  # also weight AU samples; false fixes their weights at 1
     # batch: sum(w l)/n | sum: sum(w l)/sum(w) | none: sum(w l) | relative: batch / mean weight over both tasks
     normalize: str = "batch"
@@ -266,7 +269,10 @@ class MALMethod(Method):
                 labelled = batch["mask"]["expr"].bool()
                 one_hot = nn.functional.one_hot(batch["labels"]["expr"].long().clamp(0, classes - 1), classes)
                 parts.append((one_hot * labelled[:, None]).to(outputs["feat"].dtype))
-        return torch.cat(parts, dim=1).detach()
+        inputs = torch.cat(parts, dim=1).detach()
+        if self.config.meta_standardize and len(inputs) > 1:
+            inputs = (inputs - inputs.mean(0)) / inputs.std(0).clamp_min(1e-6)
+        return inputs
 
     def sample_weights(self, meta_inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{task: [B]}`` weights from the meta-net (AU weights are ones when not weighted)."""
