@@ -40,6 +40,11 @@ def _mal(*overrides, name="mal"):
     return config, train, method
 
 
+def _float64(batch):
+    """The batch's images and AU labels in float64 (for a float64 copy of the method)."""
+    return {**batch, "image": batch["image"].double(), "labels": {**batch["labels"], "au": batch["labels"]["au"].double()}}
+
+
 def _snapshot(method, optimizer):
     state = {k: v.clone() for k, v in method.net.state_dict().items()}
     optim = copy.deepcopy(optimizer.state_dict())
@@ -170,9 +175,8 @@ def test_hypergradient_matches_finite_differences_in_the_method(normalize):
     """The method's own meta objective in float64 (BN, conv, both heads): autograd vs central differences."""
     _, train, method = _mal("method.inner_lr=0.5", "method.meta_input=feat+loss", f"method.normalize={normalize}")
     method.double().train()
-    to64 = lambda b: {**b, "image": b["image"].double(), "labels": {**b["labels"], "au": b["labels"]["au"].double()}}
-    batch = to64(method.drop_meta_faces(train.__getitems__(list(range(24)))))
-    meta = to64(method.next_meta_batch(torch.device("cpu")))
+    batch = _float64(method.drop_meta_faces(train.__getitems__(list(range(24)))))
+    meta = _float64(method.next_meta_batch(torch.device("cpu")))
     base = method.forward_base(batch)
     objective = lambda: method.meta_objective(base, batch, meta, 0.5)
     psi = list(method.meta_net.parameters())
@@ -200,9 +204,8 @@ def test_difference_hypergradient_equals_autograd(normalize, virtual_step):
                  f"method.virtual_step={virtual_step}", "method.difference_step=1e-7", "model.drop_rate=0.3")
     _, train, method = _mal(*overrides)
     method.double().train()
-    to64 = lambda b: {**b, "image": b["image"].double(), "labels": {**b["labels"], "au": b["labels"]["au"].double()}}
-    batch = to64(method.drop_meta_faces(train.__getitems__(list(range(24)))))
-    meta = to64(method.next_meta_batch(torch.device("cpu")))
+    batch = _float64(method.drop_meta_faces(train.__getitems__(list(range(24)))))
+    meta = _float64(method.next_meta_batch(torch.device("cpu")))
     base = method.forward_base(batch)
     hypergradients = {}
     for mode in ("autograd", "difference"):
@@ -226,10 +229,8 @@ def test_difference_logs_each_samples_alignment_with_the_meta_gradient():
     """align_expr_clean / _flipped are the means of <grad l_i(theta), g*> over clean / corrupted expression faces."""
     _, train, method = _mal("method.inner_lr=0.5", "method.hypergradient=difference", "method.difference_step=1e-7")
     method.double().train()
-    batch = method.drop_meta_faces(train.__getitems__(list(range(32))))
-    batch = {**batch, "image": batch["image"].double(), "labels": {**batch["labels"], "au": batch["labels"]["au"].double()}}
-    meta = method.next_meta_batch(torch.device("cpu"))
-    meta = {**meta, "image": meta["image"].double(), "labels": {**meta["labels"], "au": meta["labels"]["au"].double()}}
+    batch = _float64(method.drop_meta_faces(train.__getitems__(list(range(32)))))
+    meta = _float64(method.next_meta_batch(torch.device("cpu")))
     method.stats.summary()  # reset
     base = method.forward_base(batch)
     method.meta_gradients(base, batch, meta, 0.5)
