@@ -25,13 +25,16 @@ Engineering choices, and why:
   buffers; the virtual step and the real step both use that graph, and the copies' updated
   running statistics are written back after the real step. So BN statistics move once per
   iteration, and the meta passes never touch theta, its optimiser or its BN buffers.
-- The meta-net reads detached features (and losses): weights depend on psi only, as in
-  Meta-Weight-Net's code.
+- The meta-net reads detached features (and losses, labels: ``meta_input``): weights depend on
+  psi only, as in Meta-Weight-Net's code.
 - The meta-net has one output per weighted task (``au``, ``expr``): a face may carry both
   labels (synthetic benchmark). With ``weight_au: false`` it is the paper's d -> 100 -> 1.
 - The meta set (K faces with AU labels) is carved from the *training* split with a seeded
   draw and removed from every base batch; K is logged. psi and its optimiser's state are
   buffers and parameters of this module, so checkpoints and resume cover them.
+- With ``hypergradient: difference`` each face's alignment with the meta gradient is logged
+  (``align_*``): it is what the meta-net is taught, so it shows whether a weight *can* learn a
+  distinction (e.g. corrupted vs clean auxiliary labels) before asking why it did not.
 """
 
 from __future__ import annotations
