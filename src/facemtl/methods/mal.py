@@ -265,8 +265,7 @@ class MALMethod(Method):
             if part == "feat":
                 parts.append(outputs["feat"])
             elif part == "loss":
-                au = entries["au"].sum(1) / batch["mask"]["au"].sum(1).clamp_min(1)
-                parts += [au[:, None], entries["expr"][:, None]]
+                parts += [per_face_au_mean(entries["au"], batch["mask"]["au"])[:, None], entries["expr"][:, None]]
             else:  # label: one-hot expression label, zeros where the face has none
                 classes = outputs["expr"].shape[1]
                 labelled = batch["mask"]["expr"].bool()
@@ -439,30 +438,28 @@ class MALMethod(Method):
     # -- logging ------------------------------------------------------------------------
     @torch.no_grad()
     def _record(self, weights: dict[str, torch.Tensor], batch: Batch) -> None:
-        mask = batch["mask"]
         if "au" in self.weighted:
-            self.stats.add("weight_au", weights["au"][labelled_samples(mask["au"])])
-        labelled = mask["expr"].bool()
-        self.stats.add("weight_expr", weights["expr"][labelled])
-        if "expr_flipped" in batch["info"]:  # a benchmark that knows which auxiliary labels are corrupted
-            flipped = batch["info"]["expr_flipped"].bool()
-            self.stats.add("weight_expr_clean", weights["expr"][labelled & ~flipped])
-            self.stats.add("weight_expr_flipped", weights["expr"][labelled & flipped])
+            self.stats.add("weight_au", weights["au"][labelled_samples(batch["mask"]["au"])])
+        self._add_expr_split("weight_expr", weights["expr"], batch)
 
     @torch.no_grad()
     def _record_alignment(self, derivative: dict[str, torch.Tensor], batch: Batch) -> None:
         """Log each sample's alignment with the meta batch, <grad l_i, g*> (``difference`` only): the
         one-step hypergradient of its weight is -alpha times it (normalised), so a weight can only
         learn what these means tell apart (e.g. corrupted vs clean auxiliary faces)."""
-        mask = batch["mask"]
-        au = labelled_samples(mask["au"])
-        self.stats.add("align_au", derivative["au"].sum(1)[au] / mask["au"][au].sum(1))
-        expr = mask["expr"].bool()
-        self.stats.add("align_expr", derivative["expr"][expr])
+        au = labelled_samples(batch["mask"]["au"])
+        self.stats.add("align_au", per_face_au_mean(derivative["au"], batch["mask"]["au"])[au])
+        self._add_expr_split("align_expr", derivative["expr"], batch)
+
+    def _add_expr_split(self, name: str, values: torch.Tensor, batch: Batch) -> None:
+        """Add ``values [B]`` of the expression-labelled faces as ``name``, and as ``name_clean`` /
+        ``name_flipped`` when the batch knows which auxiliary labels are corrupted (a benchmark)."""
+        labelled = batch["mask"]["expr"].bool()
+        self.stats.add(name, values[labelled])
         if "expr_flipped" in batch["info"]:
             flipped = batch["info"]["expr_flipped"].bool()
-            self.stats.add("align_expr_clean", derivative["expr"][expr & ~flipped])
-            self.stats.add("align_expr_flipped", derivative["expr"][expr & flipped])
+            self.stats.add(f"{name}_clean", values[labelled & ~flipped])
+            self.stats.add(f"{name}_flipped", values[labelled & flipped])
 
     def on_epoch_end(self, epoch: int) -> dict[str, float]:
         """Mean learned weights of the epoch (AU, expression; clean vs corrupted), meta loss, K."""
@@ -473,6 +470,11 @@ class MALMethod(Method):
 def labelled_samples(mask: torch.Tensor) -> torch.Tensor:
     """``[B]`` bool: samples with at least one label in a task's mask (``[B]`` or ``[B, A]``)."""
     return mask.reshape(len(mask), -1).bool().any(dim=1)
+
+
+def per_face_au_mean(entries: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``[B]``: the mean of ``entries [B, A]`` over each face's labelled AUs (0 for a face with none)."""
+    return entries.sum(1) / mask.sum(1).clamp_min(1)
 
 
 def _seed(seed: int, stream: int) -> int:
