@@ -10,6 +10,7 @@ the mean of the two processes' masked losses is the global batch's mean.
 """
 
 import csv
+import gc
 import json
 import math
 import os
@@ -18,11 +19,12 @@ import sys
 
 import pytest
 import torch
+import torch.distributed as dist
 
 from facemtl.cli import main
 from facemtl.config import load_config
 from facemtl.engine import Trainer, load_checkpoint
-from facemtl.engine.distributed import gather_cat, mean_logs, shard_batches, world_size
+from facemtl.engine.distributed import gather_cat, mean_logs, shard_batches, world_size, wrap_training_step
 from facemtl.methods.base import Method
 from facemtl.tasks import FacemtlError
 
@@ -136,6 +138,27 @@ def test_single_process_helpers_are_identities():
     x = torch.randn(4, 3, requires_grad=True)
     assert gather_cat(x, grad=True) is x
     assert mean_logs({"loss": 1.5}) == {"loss": 1.5}
+
+
+def test_close_releases_ddp_before_leaving_the_group(tmp_path, tiny_overrides):
+    """DDP and the method reference each other; left to the last garbage collection, the gloo group
+    outlived destroy_process_group and a finished run could abort at exit."""
+    import weakref
+
+    trainer = Trainer(load_config(None, tiny_overrides), tmp_path / "run")
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    gc.disable()  # freed by reference counting, not by a collection that may never come before exit
+    try:
+        trainer.ddp_step = wrap_training_step(trainer.method, trainer.device)
+        ddp = weakref.ref(trainer.ddp_step.ddp)
+        trainer.close()
+        assert ddp() is None
+        assert not dist.is_initialized()
+        assert trainer.method.training_step.__func__ is type(trainer.method).training_step
+    finally:
+        gc.enable()
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def test_nproc_relaunches_through_torchrun(monkeypatch):

@@ -98,10 +98,12 @@ def _train(config_path: str | None, out: str, overrides: list[str], resume: bool
         config = load_config(config_path, overrides)
     trainer = Trainer(config, out, resume=resume)
     main = distributed.is_main()
+    finished = False
     try:
         results = trainer.fit()
+        finished = True
     finally:
-        distributed.cleanup()
+        trainer.close(finished)
     if not main:  # under torchrun: rank 0 writes and reports
         return results
     split = "test" if "test" in results else "val"

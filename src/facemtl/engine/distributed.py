@@ -27,6 +27,7 @@ In a single process every helper is the identity or a no-op, so methods call the
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -75,9 +76,18 @@ def setup(device: torch.device) -> torch.device:
     return device
 
 
-def cleanup() -> None:
-    """Leave the process group (end of a distributed run)."""
+def cleanup(finished: bool = True) -> None:
+    """Leave the process group (end of a distributed run).
+
+    ``finished``: every process got here normally, so they first wait for each other (a
+    process that failed must not wait: its peers may be stuck in a collective). Call it
+    after :func:`unwrap_training_step`: DDP's reducer keeps the group alive, and a gloo
+    group destroyed only at interpreter exit can abort the process (SIGABRT,
+    "terminate called without an active exception"), failing a run that had finished.
+    """
     if dist.is_available() and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 
@@ -219,11 +229,30 @@ def wrap_training_step(method: nn.Module, device: torch.device) -> DDPStep:
     method.forward = step  # what DDP(method)(batch) calls
     ddp = DistributedDataParallel(
         method, device_ids=[device.index] if device.type == "cuda" else None,
-        find_unused_parameters=True, broadcast_buffers=False,
+        find_unused_parameters=True, **_no_per_step_buffer_sync(),
     )
     routed = DDPStep(ddp)
     method.training_step = routed  # an instance attribute shadows the class's method
     return routed
+
+
+def _no_per_step_buffer_sync() -> dict[str, bool]:
+    # torch >= 2.14 renamed broadcast_buffers (deprecated, FutureWarning) to forward_sync_buffers;
+    # its sync at construction is harmless here: every process starts from the same weights.
+    parameters = inspect.signature(DistributedDataParallel.__init__).parameters
+    return {"forward_sync_buffers": False} if "forward_sync_buffers" in parameters else {"broadcast_buffers": False}
+
+
+def unwrap_training_step(method: nn.Module) -> None:
+    """Undo :func:`wrap_training_step`: ``method.training_step`` is the class's again and DDP is released.
+
+    The wrapper and the method reference each other (``method.training_step`` -> DDP ->
+    ``method``), so without this DDP, and the process group it holds, would live until
+    the interpreter's last garbage collection.
+    """
+    for name in ("training_step", "forward"):
+        if name in vars(method):
+            delattr(method, name)
 
 
 def evaluate_sharded(

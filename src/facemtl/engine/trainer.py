@@ -283,6 +283,17 @@ class Trainer:
         if self.config.train.amp == "bf16":
             autocast_training_step(self.method, self.device.type)
 
+    def close(self, finished: bool = True) -> None:
+        """Release DDP and leave the process group; every process calls it once, after :meth:`fit`.
+
+        ``finished``: :meth:`fit` returned in this process (see :func:`distributed.cleanup`).
+        A single-process trainer has nothing to release.
+        """
+        if self.ddp_step is not None:
+            distributed.unwrap_training_step(self.method)
+            self.ddp_step = None
+        distributed.cleanup(finished)
+
     def _average_manual_grads(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
         # A step whose backward did not come from DDP's forward (a method's own train_step,
         # MAL) has per-process gradients: average them before the optimiser uses them.
