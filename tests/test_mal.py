@@ -83,6 +83,11 @@ def test_meta_net_reads_the_parts_of_meta_input():
     assert torch.allclose(standardized, (base.meta_inputs - base.meta_inputs.mean(0)) / base.meta_inputs.std(0).clamp_min(1e-6),
                           atol=1e-4)  # a class absent from the batch: a constant column stays 0
     assert torch.allclose(standardized[:, width + 1].std(), torch.tensor(1.0), atol=1e-5)
+    method.config.meta_standardize = False
+    method.meta_parts = ["label", "au"]  # the label beside the predicted AU probabilities, in that order
+    label_au = method.forward_base(batch).meta_inputs
+    assert torch.equal(label_au[:, :7], one_hot)
+    assert torch.allclose(label_au[:, 7:], torch.sigmoid(base.outputs["au"].detach()))
 
 
 def test_weighted_loss_with_unit_weights_is_the_masked_mean():

@@ -72,7 +72,7 @@ _CHOICES = {
 }
 
 #: parts of ``method.meta_input``
-META_INPUTS = ("feat", "loss", "label")
+META_INPUTS = ("feat", "loss", "label", "au")
 
 
 @dataclass
@@ -87,7 +87,8 @@ class MALConfig(MethodConfig):
     meta_weight_decay: float = 0.0
     meta_hidden: int = 100  # meta-net width: d -> hidden -> outputs, sigmoid
     # '+'-joined parts: feat (paper: g(f(x))), loss (Meta-Weight-Net: the per-sample AU and expression
-    # losses), label (one-hot expression label: lets the meta-net judge a label against the face)
+    # losses), label (one-hot expression label: lets the meta-net judge a label against the face),
+    # au (the predicted AU probabilities: with label, whether the expression label fits the face's AUs)
     meta_input: str = "feat"
     # standardise each input column over the base batch (mean 0, std 1): features and losses have
     # drifting, unequal scales, and the meta-net's sigmoid saturates on large inputs (its gradient then vanishes)
@@ -194,7 +195,8 @@ class MALMethod(Method):
         super().__init__(net, config, context)
         self.weighted = ("au", "expr") if config.weight_au else ("expr",)
         self.meta_parts = config.meta_input.split("+")
-        sizes = {"feat": net.num_features, "loss": 2, "label": net.label_spaces.output_size("expr")}
+        sizes = {"feat": net.num_features, "loss": 2, "label": net.label_spaces.output_size("expr"),
+                 "au": net.label_spaces.output_size("au")}
         width = sum(sizes[part] for part in self.meta_parts)
         self.meta_net = MetaWeightNet(width, config.meta_hidden, len(self.weighted))
         self.meta_optim = BufferedOptimizer(list(self.meta_net.parameters()), config.meta_optimizer, config.meta_lr,
@@ -266,6 +268,8 @@ class MALMethod(Method):
                 parts.append(outputs["feat"])
             elif part == "loss":
                 parts += [per_face_au_mean(entries["au"], batch["mask"]["au"])[:, None], entries["expr"][:, None]]
+            elif part == "au":
+                parts.append(torch.sigmoid(outputs["au"]).to(outputs["feat"].dtype))
             else:  # label: one-hot expression label, zeros where the face has none
                 classes = outputs["expr"].shape[1]
                 labelled = batch["mask"]["expr"].bool()
