@@ -80,7 +80,13 @@ def mal_overrides(args: argparse.Namespace, meta_input: str, virtual_step: str =
         f"method.meta_lr={args.meta_lr}", f"method.normalize={normalize}",
         f"method.task_weights.expr={args.mal_expr_weight}", f"method.weight_au={str(not args.fix_au_weights).lower()}",
         f"method.meta_standardize={str(args.meta_standardize).lower()}",
+        f"method.meta_holdout={str(not args.meta_in_base).lower()}",
     ]
+
+
+def _mal_name(stem: str, normalize: str, args: argparse.Namespace) -> str:
+    """``stem[normalize]/shared``: the normalisation unless batch, /shared when the meta faces also train theta."""
+    return stem + ("" if normalize == "batch" else f"[{normalize}]") + ("/shared" if args.meta_in_base else "")
 
 
 def variants(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -88,10 +94,10 @@ def variants(args: argparse.Namespace) -> dict[str, list[str]]:
     out.update({f"rho={r:g}": ["method.name=plain", f"method.task_weights.expr={r}"] for r in args.rhos})
     for normalize in args.normalize:
         for meta_input in args.meta_inputs:
-            name = ("mal" if meta_input == "feat" else f"mal_{meta_input}") + ("" if normalize == "batch" else f"[{normalize}]")
+            name = _mal_name("mal" if meta_input == "feat" else f"mal_{meta_input}", normalize, args)
             out[name] = mal_overrides(args, meta_input, args.virtual_step, normalize)
         if args.oracle:
-            out["mal_oracle" + ("" if normalize == "batch" else f"[{normalize}]")] = [
+            out[_mal_name("mal_oracle", normalize, args)] = [
                 *mal_overrides(args, "loss", args.virtual_step, normalize), "method.name=mal_oracle"]
     if args.variants:
         unknown = sorted(set(args.variants) - set(out))
@@ -196,6 +202,8 @@ def main() -> None:
     parser.add_argument("--meta-size", type=int, default=300)
     parser.add_argument("--meta-batch-size", type=int, default=32)
     parser.add_argument("--meta-lr", type=float, default=1e-3)
+    parser.add_argument("--meta-in-base", action="store_true",
+                        help="MAL's meta faces also train theta (method.meta_holdout=false); names its variants .../shared")
     parser.add_argument("--virtual-step", default="all", choices=["all", "heads"], help="MAL's virtual step in the accuracy runs")
     parser.add_argument("--mal-expr-weight", type=float, default=1.0,
                         help="MAL's expression task weight (with normalize sum: the fixed task balance, like rho)")

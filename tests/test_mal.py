@@ -321,6 +321,9 @@ def test_meta_set_is_training_faces_never_in_base_batches():
     assert set(method.next_meta_batch(torch.device("cpu"))["index"].tolist()) <= meta
     with pytest.raises(FacemtlError, match="method.meta_size=500 needs more AU-labelled training faces"):
         _mal("method.meta_size=500")
+    _, train, shared = _mal("method.meta_holdout=false")  # the same meta set, also trained on
+    assert torch.equal(shared.meta_index, method.meta_index)
+    assert len(shared.drop_meta_faces(train.__getitems__(list(range(len(train)))))["index"]) == len(train)
 
 
 def test_heads_mode_steps_heads_and_last_stage_only():

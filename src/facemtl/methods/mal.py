@@ -30,7 +30,7 @@ Engineering choices, and why:
 - The meta-net has one output per weighted task (``au``, ``expr``): a face may carry both
   labels (synthetic benchmark). With ``weight_au: false`` it is the paper's d -> 100 -> 1.
 - The meta set (K faces with AU labels) is carved from the *training* split with a seeded
-  draw and removed from every base batch; K is logged. psi and its optimiser's state are
+  draw and removed from every base batch (``meta_holdout``; false keeps them in it too); K is logged. psi and its optimiser's state are
   buffers and parameters of this module, so checkpoints and resume cover them.
 - With ``hypergradient: difference`` each face's alignment with the meta gradient is logged
   (``align_*``): it is what the meta-net is taught, so it shows whether a weight *can* learn a
@@ -80,7 +80,11 @@ class MALConfig(MethodConfig):
     """MAL options; every value the paper does not give is a documented default."""
 
     name: str = "mal"
-    meta_size: int = 256  # K: AU-labelled training faces held out as the meta set
+    meta_size: int = 256  # K: AU-labelled training faces drawn as the meta set
+    # true: the meta faces only serve the meta-test (an unbiased meta set, never fitted by theta);
+    # false: they also stay in the base stream, so no AU face is lost to the meta set (the paper
+    # takes it from the training fold and does not say whether it is also trained on)
+    meta_holdout: bool = True
     meta_batch_size: int = 32  # meta-test batch drawn from the meta set each iteration
     meta_lr: float = 1e-3  # beta, lr of the meta-net's optimiser
     meta_optimizer: str = "adam"  # adam (Meta-Weight-Net) | sgd
@@ -212,7 +216,8 @@ class MALMethod(Method):
 
     # -- data ---------------------------------------------------------------------------
     def set_training_data(self, dataset: Any) -> None:
-        """Carve the meta set: ``meta_size`` AU-labelled training faces (seeded), kept out of base batches."""
+        """Draw the meta set: ``meta_size`` AU-labelled training faces (seeded); kept out of base batches
+        unless ``meta_holdout`` is false."""
         labelled = torch.nonzero(labelled_samples(dataset.mask["au"])).flatten()
         k = self.config.meta_size
         if len(labelled) <= k:
@@ -221,11 +226,15 @@ class MALMethod(Method):
         chosen = labelled[torch.randperm(len(labelled), generator=generator)[:k]].sort().values
         self.meta_index.copy_(chosen.to(self.meta_index.device))
         self.meta_data = face_view(dataset)
-        print(f"MAL meta set: K={k} AU-labelled training faces held out of the base stream "
+        where = "held out of" if self.config.meta_holdout else "also kept in"
+        print(f"MAL meta set: K={k} AU-labelled training faces {where} the base stream "
               f"(of {len(labelled)} AU-labelled, {len(dataset.mask['au'])} in all)", flush=True)
 
     def drop_meta_faces(self, batch: Batch) -> Batch:
-        """The batch without its meta-set faces (they only ever serve the meta-test)."""
+        """The batch without its meta-set faces (they only serve the meta-test); unchanged when
+        ``meta_holdout`` is false."""
+        if not self.config.meta_holdout:
+            return batch
         keep = ~torch.isin(batch["index"], self.meta_index)
         if bool(keep.all()):
             return batch
