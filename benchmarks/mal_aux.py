@@ -10,6 +10,10 @@ flipped, optionally few AU labels), for each seed and the same number of real up
   corrupted. It separates the hypergradient's signal from the meta-net's input: if the oracle's
   weights split clean from corrupted faces and a real input's do not, the input is the bottleneck.
 
+MAL's K meta faces are held out of its base stream (``method.meta_holdout``), while the baselines
+train on every face; ``--meta-in-base`` keeps them in MAL's base stream too (variants ``.../shared``),
+so every variant fits the same faces and the meta set's cost is not charged to MAL alone.
+
 It reports the AU mean F1 on test (best-on-validation checkpoint), MAL's mean learned
 expression weight on clean vs corrupted training samples (last epoch), their mean alignment
 with the meta gradient over the run (``hypergradient: difference`` only; see ``align_*`` in

@@ -212,6 +212,7 @@ def test_difference_hypergradient_equals_autograd(normalize, virtual_step):
     batch = _float64(method.drop_meta_faces(train.__getitems__(list(range(24)))))
     meta = _float64(method.next_meta_batch(torch.device("cpu")))
     base = method.forward_base(batch)
+    assert (base.below is not None) == (virtual_step == "heads")  # heads: the difference pass starts at the last stage
     hypergradients = {}
     for mode in ("autograd", "difference"):
         method.config.hypergradient = mode

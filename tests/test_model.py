@@ -73,6 +73,23 @@ def test_backbone_from_a_facemtl_checkpoint_or_the_shipped_model(tmp_path, tiny_
         create_backbone("small", str(tmp_path / "nowhere.pt"))
 
 
+@pytest.mark.parametrize("branch_tasks", [[], ["au"]])
+def test_forward_can_start_at_the_last_stage(branch_tasks):
+    torch.manual_seed(0)
+    net = MultiTaskNet("test_tiny", ["expr", "au"], SPACES, branch_tasks=branch_tasks).eval()
+    images = torch.rand(3, 3, 32, 32)
+    below = net.forward_below_last_stage(images)
+    assert below.shape == (3, 8, 16, 16)  # test_tiny: (8, 16) channels, each stage halves the size
+    full, started = net(images), net(images, below=below)
+    for key in ("expr", "au", "feat"):
+        assert torch.equal(full[key], started[key]), key
+    assert not torch.equal(net(images, below=below + 0.1)["expr"], full["expr"])  # the images are not read again
+    timm_net = MultiTaskNet("convnext_atto", ["expr"], SPACES)
+    assert net.splits_at_last_stage and not timm_net.splits_at_last_stage
+    with pytest.raises(FacemtlError, match="ConvNeXt cannot be split at its last stage"):
+        timm_net.forward_below_last_stage(images)
+
+
 def test_branch_tasks_get_their_own_last_stage(tmp_path, tiny_overrides):
     from facemtl.config import load_config
     from facemtl.engine import Trainer

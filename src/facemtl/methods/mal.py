@@ -152,6 +152,7 @@ class BaseForward:
     entries: dict[str, torch.Tensor]  # per-entry losses of the weighted tasks (graph kept): see MALMethod.entry_losses
     meta_inputs: torch.Tensor  # detached input of the meta-net, [B, d']
     rng_state: tuple[torch.Tensor, list[torch.Tensor]]  # CPU and CUDA generators before the pass: replays its dropout
+    below: torch.Tensor | None = None  # the last stage's input (detached), kept when passes may start there
 
 
 def last_stage_prefix(net: MultiTaskNet) -> str:
@@ -213,6 +214,8 @@ class MALMethod(Method):
         prefix = last_stage_prefix(net) + "."
         self.virtual_names = [n for n, p in net.named_parameters() if p.requires_grad and (
             config.virtual_step == "all" or n.startswith(("heads.", prefix)))]
+        # heads mode moves nothing under the last stage: the difference pass can start there
+        self.reuse_below = config.virtual_step == "heads" and net.splits_at_last_stage
 
     # -- data ---------------------------------------------------------------------------
     def set_training_data(self, dataset: Any) -> None:
@@ -255,8 +258,9 @@ class MALMethod(Method):
         """Only the network: psi has its own optimiser (:class:`BufferedOptimizer`)."""
         return [{"params": [p for p in self.net.parameters() if p.requires_grad]}]
 
-    def _call(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], images: torch.Tensor) -> dict:
-        return functional_call(self.net, {**params, **buffers}, (images,))
+    def _call(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], images: torch.Tensor,
+              below: torch.Tensor | None = None) -> dict:
+        return functional_call(self.net, {**params, **buffers}, (images,), {"below": below})
 
     def _buffer_copies(self) -> dict[str, torch.Tensor]:
         return {n: b.clone() for n, b in self.net.named_buffers()}
@@ -265,9 +269,16 @@ class MALMethod(Method):
         """Forward the base batch on the real parameters and copies of the BN buffers."""
         buffers = self._buffer_copies()
         rng_state = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [])
-        outputs = self._call(dict(self.net.named_parameters()), buffers, batch["image"])
+        captured: dict[str, torch.Tensor] = {}
+        hook = self.net.backbone.stages[-1].register_forward_pre_hook(
+            lambda _module, args: captured.setdefault("below", args[0].detach())) if self.reuse_below else None
+        try:
+            outputs = self._call(dict(self.net.named_parameters()), buffers, batch["image"])
+        finally:
+            if hook is not None:
+                hook.remove()
         entries = self.entry_losses(outputs, batch)
-        return BaseForward(outputs, buffers, entries, self.meta_inputs(outputs, entries, batch), rng_state)
+        return BaseForward(outputs, buffers, entries, self.meta_inputs(outputs, entries, batch), rng_state, captured.get("below"))
 
     def meta_inputs(self, outputs: dict[str, Any], entries: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
         """The meta-net's input ``[B, d']``, detached: the parts of ``method.meta_input`` side by side."""
@@ -381,27 +392,29 @@ class MALMethod(Method):
         if float(norm) == 0:  # no meta signal: psi's gradient is zero
             return meta_loss.detach(), sum(0.0 * w.sum() for w in weights.values())
         step = self.config.difference_step / float(norm)
-        moved = self._entry_losses_at(params, direction, step, batch, base.rng_state)
+        moved = self._entry_losses_at(params, direction, step, batch, base)
         if base.outputs["au"].dtype == next(iter(params.values())).dtype:
             start = {task: loss.detach() for task, loss in base.entries.items()}
         else:  # the base pass ran under autocast: its losses are too coarse for a difference, redo it exactly
-            start = self._entry_losses_at(params, direction, 0.0, batch, base.rng_state)
+            start = self._entry_losses_at(params, direction, 0.0, batch, base)
         derivative = {task: (moved[task] - start[task]) / step for task in moved}
         self._record_alignment(derivative, batch)
         return meta_loss.detach(), -inner_lr * self._total(self.weighted_losses(derivative, batch["mask"], weights))
 
     @torch.no_grad()
     def _entry_losses_at(self, params: dict[str, torch.Tensor], direction: dict[str, torch.Tensor], step: float,
-                         batch: Batch, rng_state: tuple[torch.Tensor, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Per-entry losses at theta + step * direction, with the base pass's dropout masks (full precision)."""
+                         batch: Batch, base: BaseForward) -> dict[str, torch.Tensor]:
+        """Per-entry losses at theta + step * direction, with the base pass's dropout masks (full precision);
+        from the base pass's last-stage input when nothing under it moves (``reuse_below``)."""
         moved = {n: p.detach() + step * direction[n] if n in direction else p.detach() for n, p in params.items()}
-        cpu_state, cuda_states = rng_state
+        below = None if base.below is None else base.below.to(next(iter(moved.values())).dtype)
+        cpu_state, cuda_states = base.rng_state
         device_type = batch["image"].device.type
         with torch.random.fork_rng(devices=range(len(cuda_states))), torch.autocast(device_type, enabled=False):
             torch.set_rng_state(cpu_state)
             if cuda_states:
                 torch.cuda.set_rng_state_all(cuda_states)
-            return self.entry_losses(self._call(moved, self._buffer_copies(), batch["image"]), batch)
+            return self.entry_losses(self._call(moved, self._buffer_copies(), batch["image"], below), batch)
 
     def meta_step(self, base: BaseForward, batch: Batch, meta_batch: Batch, inner_lr: float) -> dict[str, float]:
         """Meta-train (virtual step) and meta-test (one step on psi); theta, BN buffers untouched."""

@@ -69,14 +69,34 @@ class MultiTaskNet(nn.Module):
         self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
-        x = (images - self.image_mean) / self.image_std
-        if self.branch_stage is None:
-            feat_map = self.backbone.forward_features(x)
+    @property
+    def splits_at_last_stage(self) -> bool:
+        """Whether the forward can start at the last stage's input (built-in VGG-style backbones:
+        their ``forward_features`` is exactly ``stages``; timm CNNs add a stem and norms)."""
+        return isinstance(self.backbone, TinyConvNet)
+
+    def forward_below_last_stage(self, images: torch.Tensor) -> torch.Tensor:
+        """The input of the backbone's last stage (needs :attr:`splits_at_last_stage`)."""
+        if not self.splits_at_last_stage:
+            raise FacemtlError(f"{type(self.backbone).__name__} cannot be split at its last stage; "
+                               "only the built-in VGG-style backbones (tiny, small, test_tiny) can")
+        return self.backbone.stages[:-1]((images - self.image_mean) / self.image_std)
+
+    def forward(self, images: torch.Tensor, below: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
+        """Outputs keyed by task (see the class docstring).
+
+        ``below``: :meth:`forward_below_last_stage` of these images from an earlier pass; the
+        layers under the last stage are then skipped (``images`` only gives the batch). MAL's
+        heads-only passes use it: parameters that move there are all at or above the last stage.
+        """
+        if below is None and self.branch_stage is None:
+            feat_map = self.backbone.forward_features((images - self.image_mean) / self.image_std)
             branch_map = feat_map
         else:
-            below = self.backbone.stages[:-1](x)
-            feat_map, branch_map = self.backbone.stages[-1](below), self.branch_stage(below)
+            below = self.forward_below_last_stage(images) if below is None else below
+            feat_map = self.backbone.stages[-1](below)
+            branch_map = self.branch_stage(below) if self.branch_stage is not None else feat_map
         feat = self.backbone.forward_head(feat_map, pre_logits=True)
         dropped = self.dropout(feat)
         branch_dropped = self.dropout(self.backbone.forward_head(branch_map)) if self.branch_stage is not None else dropped
