@@ -6,6 +6,8 @@ flipped, optionally few AU labels), for each seed and the same number of real up
 - ``au_only``: the plain method with expression weight 0 (same network);
 - ``rho=<r>``: the plain method with expression task weight r (fixed multi-task weighting);
 - ``mal`` (and ``mal_<input>`` variants): MAL with the meta-net reading ``--meta-inputs``;
+- ``rho=<r>/filtered`` (``--filtered``): the plain method with the corrupted expression labels dropped,
+  the ideal 0/1 weighting (diagnostic: how much any per-sample reweighting could gain);
 - ``mal_oracle`` (``--oracle``): a diagnostic MAL whose meta-net reads which expression labels are
   corrupted. It separates the hypergradient's signal from the meta-net's input: if the oracle's
   weights split clean from corrupted faces and a real input's do not, the input is the bottleneck.
@@ -43,6 +45,7 @@ from facemtl.data import build_datasets
 from facemtl.engine.trainer import build_method, build_optimizer
 from facemtl.methods import METHODS, TrainContext
 from facemtl.methods.mal import MALMethod
+from facemtl.methods.plain import PlainMethod
 
 #: --quick: about 12 CPU-minutes (estimated from step times) for the 3 seeds (1,000 faces, 32 px, 5 epochs)
 QUICK = {"num_train": 1000, "num_val": 300, "num_test": 500, "image_size": 32, "epochs": 5, "meta_size": 50,
@@ -62,6 +65,17 @@ class OracleMAL(MALMethod):
     def meta_inputs(self, outputs: dict, entries: dict, batch: dict) -> torch.Tensor:
         flipped = batch["info"]["expr_flipped"].to(outputs["feat"].dtype)[:, None]
         return torch.cat([1 - flipped, flipped], dim=1)
+
+
+@METHODS.register("plain_filtered")
+class FilteredPlain(PlainMethod):
+    """Diagnostic: fixed weighting with the corrupted expression labels dropped, the ideal 0/1
+    per-sample weighting that MAL's meta-net could at best learn (what reweighting can gain)."""
+
+    def training_step(self, batch: dict) -> dict:
+        mask = batch["mask"]["expr"]
+        clean = (mask.bool() & ~batch["info"]["expr_flipped"].bool()).to(mask.dtype)
+        return super().training_step({**batch, "mask": {**batch["mask"], "expr": clean}})
 
 
 def base_overrides(args: argparse.Namespace, seed: int) -> list[str]:
@@ -96,6 +110,8 @@ def _mal_name(stem: str, normalize: str, args: argparse.Namespace) -> str:
 def variants(args: argparse.Namespace) -> dict[str, list[str]]:
     out = {"au_only": ["method.name=plain", "method.task_weights.expr=0"]}
     out.update({f"rho={r:g}": ["method.name=plain", f"method.task_weights.expr={r}"] for r in args.rhos})
+    if args.filtered:
+        out.update({f"rho={r:g}/filtered": ["method.name=plain_filtered", f"method.task_weights.expr={r}"] for r in args.rhos})
     for normalize in args.normalize:
         for meta_input in args.meta_inputs:
             name = _mal_name("mal" if meta_input == "feat" else f"mal_{meta_input}", normalize, args)
@@ -201,6 +217,8 @@ def main() -> None:
                         help="MAL variants: '+'-joined parts of feat, loss, label (feat = paper)")
     parser.add_argument("--oracle", action="store_true",
                         help="also mal_oracle: the meta-net reads which expression labels are corrupted (diagnostic)")
+    parser.add_argument("--filtered", action="store_true",
+                        help="also rho=<r>/filtered: the corrupted expression labels dropped (the ideal weighting; diagnostic)")
     parser.add_argument("--variants", nargs="+", metavar="VARIANT",
                         help="train only these (au_only, rho=0.1, ..., mal, mal_feat+loss, mal[relative]); default: all")
     parser.add_argument("--meta-size", type=int, default=300)

@@ -270,8 +270,11 @@ class MALMethod(Method):
         buffers = self._buffer_copies()
         rng_state = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [])
         captured: dict[str, torch.Tensor] = {}
-        hook = self.net.backbone.stages[-1].register_forward_pre_hook(
-            lambda _module, args: captured.setdefault("below", args[0].detach())) if self.reuse_below else None
+
+        def keep_below(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            captured["below"] = args[0].detach()  # returns None: a pre-hook's return value would replace the input
+
+        hook = self.net.backbone.stages[-1].register_forward_pre_hook(keep_below) if self.reuse_below else None
         try:
             outputs = self._call(dict(self.net.named_parameters()), buffers, batch["image"])
         finally:
