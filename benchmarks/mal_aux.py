@@ -138,6 +138,10 @@ def train_one(name: str, overrides: list[str]) -> dict:
         values = [float(row[key]) for row in run["rows"] if row.get(key)]
         if values:
             result[key] = statistics.mean(values)
+    for key in ("weight_expr_clean", "weight_expr_flipped"):  # per epoch: how fast the weights split
+        values = [float(row[key]) for row in run["rows"] if row.get(key)]
+        if values:
+            result[f"{key}_by_epoch"] = values
     return result
 
 
