@@ -111,7 +111,8 @@ def variants(args: argparse.Namespace) -> dict[str, list[str]]:
     out = {"au_only": ["method.name=plain", "method.task_weights.expr=0"]}
     out.update({f"rho={r:g}": ["method.name=plain", f"method.task_weights.expr={r}"] for r in args.rhos})
     if args.filtered:
-        out.update({f"rho={r:g}/filtered": ["method.name=plain_filtered", f"method.task_weights.expr={r}"] for r in args.rhos})
+        out.update({f"rho={r:g}/filtered": ["method.name=plain_filtered", f"method.task_weights.expr={r}"]
+                    for r in args.rhos})
     for normalize in args.normalize:
         for meta_input in args.meta_inputs:
             name = _mal_name("mal" if meta_input == "feat" else f"mal_{meta_input}", normalize, args)
@@ -222,14 +223,16 @@ def main() -> None:
     parser.add_argument("--oracle", action="store_true",
                         help="also mal_oracle: the meta-net reads which expression labels are corrupted (diagnostic)")
     parser.add_argument("--filtered", action="store_true",
-                        help="also rho=<r>/filtered: the corrupted expression labels dropped (the ideal weighting; diagnostic)")
+                        help="also rho=<r>/filtered: the corrupted expression labels dropped "
+                             "(the ideal weighting; diagnostic)")
     parser.add_argument("--variants", nargs="+", metavar="VARIANT",
                         help="train only these (au_only, rho=0.1, ..., mal, mal_feat+loss, mal[relative]); default: all")
     parser.add_argument("--meta-size", type=int, default=300)
     parser.add_argument("--meta-batch-size", type=int, default=32)
     parser.add_argument("--meta-lr", type=float, default=1e-3)
     parser.add_argument("--meta-in-base", action="store_true",
-                        help="MAL's meta faces also train theta (method.meta_holdout=false); names its variants .../shared")
+                        help="MAL's meta faces also train theta (method.meta_holdout=false); "
+                             "names its variants .../shared")
     parser.add_argument("--virtual-step", default="all", choices=["all", "heads"], help="MAL's virtual step in the accuracy runs")
     parser.add_argument("--mal-expr-weight", type=float, default=1.0,
                         help="MAL's expression task weight (with normalize sum: the fixed task balance, like rho)")

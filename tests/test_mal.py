@@ -279,7 +279,8 @@ def test_difference_hypergradient_under_autocast_uses_a_full_precision_reference
 
 @pytest.mark.parametrize("virtual_step,hypergradient", [("all", "autograd"), ("heads", "difference")])
 def test_reduces_to_plain_multitask_when_psi_is_frozen_at_one(virtual_step, hypergradient):
-    _, train, mal = _mal("method.meta_lr=0", f"method.virtual_step={virtual_step}", f"method.hypergradient={hypergradient}")
+    _, train, mal = _mal("method.meta_lr=0", f"method.virtual_step={virtual_step}",
+                         f"method.hypergradient={hypergradient}")
     config, _, plain = _mal(name="plain")
     plain.net.load_state_dict(mal.net.state_dict())
     with torch.no_grad():  # meta-net outputs exactly 1 (sigmoid(40) rounds to 1 in float32)

@@ -30,8 +30,12 @@ Engineering choices, and why:
 - The meta-net has one output per weighted task (``au``, ``expr``): a face may carry both
   labels (synthetic benchmark). With ``weight_au: false`` it is the paper's d -> 100 -> 1.
 - The meta set (K faces with AU labels) is carved from the *training* split with a seeded
-  draw and removed from every base batch (``meta_holdout``; false keeps them in it too); K is logged. psi and its optimiser's state are
-  buffers and parameters of this module, so checkpoints and resume cover them.
+  draw and removed from every base batch (``meta_holdout: false`` keeps them there too); K is
+  logged. psi and its optimiser's state are buffers and parameters of this module, so
+  checkpoints and resume cover them.
+- ``virtual_step: heads`` moves nothing under the backbone's last stage, so on backbones that
+  split there (built-in VGG-style ones) the ``difference`` pass starts from the base pass's
+  last-stage input instead of running the whole network again.
 - With ``hypergradient: difference`` each face's alignment with the meta gradient is logged
   (``align_*``): it is what the meta-net is taught, so it shows whether a weight *can* learn a
   distinction (e.g. corrupted vs clean auxiliary labels) before asking why it did not.
@@ -281,7 +285,8 @@ class MALMethod(Method):
             if hook is not None:
                 hook.remove()
         entries = self.entry_losses(outputs, batch)
-        return BaseForward(outputs, buffers, entries, self.meta_inputs(outputs, entries, batch), rng_state, captured.get("below"))
+        meta_inputs = self.meta_inputs(outputs, entries, batch)
+        return BaseForward(outputs, buffers, entries, meta_inputs, rng_state, captured.get("below"))
 
     def meta_inputs(self, outputs: dict[str, Any], entries: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
         """The meta-net's input ``[B, d']``, detached: the parts of ``method.meta_input`` side by side."""
