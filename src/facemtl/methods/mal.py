@@ -278,7 +278,7 @@ class MALMethod(Method):
         def keep_below(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             captured["below"] = args[0].detach()  # returns None: a pre-hook's return value would replace the input
 
-        hook = self.net.backbone.stages[-1].register_forward_pre_hook(keep_below) if self.reuse_below else None
+        hook = self.net.last_stage.register_forward_pre_hook(keep_below) if self.reuse_below else None
         try:
             outputs = self._call(dict(self.net.named_parameters()), buffers, batch["image"])
         finally:

@@ -75,12 +75,23 @@ class MultiTaskNet(nn.Module):
         their ``forward_features`` is exactly ``stages``; timm CNNs add a stem and norms)."""
         return isinstance(self.backbone, TinyConvNet)
 
+    @property
+    def last_stage(self) -> nn.Module:
+        """The backbone's last stage, where :meth:`forward` can start (needs :attr:`splits_at_last_stage`)."""
+        return self._stages()[-1]
+
     def forward_below_last_stage(self, images: torch.Tensor) -> torch.Tensor:
         """The input of the backbone's last stage (needs :attr:`splits_at_last_stage`)."""
+        return self._stages()[:-1](self._normalize(images))
+
+    def _stages(self) -> nn.Sequential:
         if not self.splits_at_last_stage:
             raise FacemtlError(f"{type(self.backbone).__name__} cannot be split at its last stage; "
                                "only the built-in VGG-style backbones (tiny, small, test_tiny) can")
-        return self.backbone.stages[:-1]((images - self.image_mean) / self.image_std)
+        return self.backbone.stages
+
+    def _normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.image_mean) / self.image_std
 
     def forward(self, images: torch.Tensor, below: torch.Tensor | None = None
                 ) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
@@ -91,11 +102,11 @@ class MultiTaskNet(nn.Module):
         heads-only passes use it: parameters that move there are all at or above the last stage.
         """
         if below is None and self.branch_stage is None:
-            feat_map = self.backbone.forward_features((images - self.image_mean) / self.image_std)
+            feat_map = self.backbone.forward_features(self._normalize(images))
             branch_map = feat_map
         else:
             below = self.forward_below_last_stage(images) if below is None else below
-            feat_map = self.backbone.stages[-1](below)
+            feat_map = self.last_stage(below)
             branch_map = self.branch_stage(below) if self.branch_stage is not None else feat_map
         feat = self.backbone.forward_head(feat_map, pre_logits=True)
         dropped = self.dropout(feat)
