@@ -219,7 +219,7 @@ def main() -> None:
     parser.add_argument("--au-fraction", type=float, default=0.3, help="fraction of training faces with AU labels")
     parser.add_argument("--rhos", type=float, nargs="+", default=[0.1, 0.5, 1.0])
     parser.add_argument("--meta-inputs", nargs="+", default=["feat", "feat+loss"],
-                        help="MAL variants: '+'-joined parts of feat, loss, label (feat = paper)")
+                        help="MAL variants: '+'-joined parts of feat, loss, label, au, dynamics (feat = paper)")
     parser.add_argument("--oracle", action="store_true",
                         help="also mal_oracle: the meta-net reads which expression labels are corrupted (diagnostic)")
     parser.add_argument("--filtered", action="store_true",

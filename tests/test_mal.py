@@ -90,6 +90,37 @@ def test_meta_net_reads_the_parts_of_meta_input():
     assert torch.allclose(label_au[:, 7:], torch.sigmoid(base.outputs["au"].detach()))
 
 
+def test_dynamics_input_is_each_faces_label_confidence_history():
+    """meta_input dynamics: per face and task (au, expr), mean and std over its visits of p(label)."""
+    _, train, method = _mal("method.meta_input=dynamics", "data.label_fraction.expr=0.5", "data.label_fraction.au=0.5")
+    method.eval()  # no dropout: a visit's confidence is exactly exp(-loss) of a plain forward
+    batch = method.drop_meta_faces(train.__getitems__(list(range(32))))
+    labelled = torch.stack([batch["mask"]["au"].any(1), batch["mask"]["expr"].bool()], 1)
+    assert bool(labelled.all(1).any()) and bool((~labelled).any())
+
+    def visit():
+        """One base pass (it records the visit); returns the meta-net's input and this visit's confidences."""
+        with torch.no_grad():
+            entries = method.entry_losses(method.net(batch["image"]), batch)
+        au_mask = batch["mask"]["au"].float()
+        au = (torch.exp(-entries["au"]) * au_mask).sum(1) / au_mask.sum(1).clamp_min(1)
+        return method.forward_base(batch).meta_inputs, torch.stack([au, torch.exp(-entries["expr"])], 1)
+
+    confidences = []
+    for _ in range(3):
+        inputs, confidence = visit()
+        confidences.append(confidence)
+        with torch.no_grad():  # the next visit sees other predictions
+            for param in method.net.heads.parameters():
+                param.add_(0.3 * torch.randn_like(param))
+    visits = torch.stack(confidences)
+    expected = torch.stack([visits.mean(0), visits.std(0, unbiased=False)], 2).flatten(1) * labelled.repeat_interleave(2, 1)
+    assert inputs.shape == (len(batch["index"]), 4)
+    assert torch.allclose(inputs, expected, atol=1e-5)  # the current visit counts: recorded before the meta-net reads it
+    assert torch.equal(method.label_confidence[batch["index"], :, 0], 3.0 * labelled)  # no label, no visit
+    assert float(expected[:, [1, 3]].max()) > 0.01  # the head changes moved the confidences
+
+
 def test_weighted_loss_with_unit_weights_is_the_masked_mean():
     torch.manual_seed(0)
     logits, target = torch.randn(6, 5), torch.randint(0, 2, (6, 5)).float()
@@ -341,7 +372,8 @@ def _run_weights(path):
 
 
 def test_resume_after_interrupt_is_exact(tmp_path, tiny_overrides, monkeypatch):
-    overrides = tiny_overrides + TINY_MAL[5:] + ["train.checkpoint_every=1", "model.drop_rate=0.3", "data.label_noise=0.3"]
+    overrides = tiny_overrides + TINY_MAL[5:] + ["train.checkpoint_every=1", "model.drop_rate=0.3", "data.label_noise=0.3",
+                                                 "method.meta_input=feat+dynamics"]
     config = load_config(None, overrides)
     Trainer(config, tmp_path / "straight").fit()
 
@@ -361,7 +393,8 @@ def test_resume_after_interrupt_is_exact(tmp_path, tiny_overrides, monkeypatch):
 
     straight, killed = _run_weights(tmp_path / "straight/checkpoints/last.safetensors"), _run_weights(tmp_path / "killed/checkpoints/last.safetensors")
     assert straight.keys() == killed.keys()
-    assert {"meta_net.mlp.0.weight", "meta_optim.exp_avg_0", "meta_optim.steps", "meta_index"} <= set(straight)
+    assert {"meta_net.mlp.0.weight", "meta_optim.exp_avg_0", "meta_optim.steps", "meta_index", "label_confidence"} <= set(straight)
+    assert float(straight["label_confidence"][..., 0].max()) == 2.0  # every face's two visits (2 epochs)
     assert int(straight["meta_optim.steps"]) == 8
     for key in straight:
         assert torch.equal(straight[key], killed[key]), key

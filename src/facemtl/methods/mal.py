@@ -76,7 +76,9 @@ _CHOICES = {
 }
 
 #: parts of ``method.meta_input``
-META_INPUTS = ("feat", "loss", "label", "au")
+META_INPUTS = ("feat", "loss", "label", "au", "dynamics")
+#: tasks whose label confidence ``meta_input: dynamics`` tracks per face, in column order
+DYNAMICS_TASKS = ("au", "expr")
 
 
 @dataclass
@@ -96,7 +98,9 @@ class MALConfig(MethodConfig):
     meta_hidden: int = 100  # meta-net width: d -> hidden -> outputs, sigmoid
     # '+'-joined parts: feat (paper: g(f(x))), loss (Meta-Weight-Net: the per-sample AU and expression
     # losses), label (one-hot expression label: lets the meta-net judge a label against the face),
-    # au (the predicted AU probabilities: with label, whether the expression label fits the face's AUs)
+    # au (the predicted AU probabilities: with label, whether the expression label fits the face's AUs),
+    # dynamics (each face's training dynamics: mean and std over its visits so far of the probability
+    # the model gives its own AU labels and its expression label, as in dataset cartography)
     meta_input: str = "feat"
     # standardise each input column over the base batch (mean 0, std 1): features and losses have
     # drifting, unequal scales, and the meta-net's sigmoid saturates on large inputs (its gradient then vanishes)
@@ -205,13 +209,17 @@ class MALMethod(Method):
         self.weighted = ("au", "expr") if config.weight_au else ("expr",)
         self.meta_parts = config.meta_input.split("+")
         sizes = {"feat": net.num_features, "loss": 2, "label": net.label_spaces.output_size("expr"),
-                 "au": net.label_spaces.output_size("au")}
+                 "au": net.label_spaces.output_size("au"), "dynamics": 2 * len(DYNAMICS_TASKS)}
         width = sum(sizes[part] for part in self.meta_parts)
         self.meta_net = MetaWeightNet(width, config.meta_hidden, len(self.weighted))
         self.meta_optim = BufferedOptimizer(list(self.meta_net.parameters()), config.meta_optimizer, config.meta_lr,
                                             config.meta_weight_decay)
         self.register_buffer("meta_index", torch.full((config.meta_size,), -1, dtype=torch.long))
         self.register_buffer("meta_steps", torch.zeros((), dtype=torch.long))
+        # per training face and task (au, expr): visits, sum and sum of squares of the label's probability;
+        # a buffer, so checkpoints and resume keep the faces' histories
+        self.register_buffer("label_confidence", torch.zeros(
+            (context.num_train if "dynamics" in self.meta_parts else 0, len(DYNAMICS_TASKS), 3)))
         self.stats = EpochStats(("weight_au", "weight_expr", "weight_expr_clean", "weight_expr_flipped", "loss_meta",
                                  "align_au", "align_expr", "align_expr_clean", "align_expr_flipped"))
         self.meta_data: Any = None
@@ -285,6 +293,8 @@ class MALMethod(Method):
             if hook is not None:
                 hook.remove()
         entries = self.entry_losses(outputs, batch)
+        if "dynamics" in self.meta_parts:
+            self.record_confidence(entries, batch)
         meta_inputs = self.meta_inputs(outputs, entries, batch)
         return BaseForward(outputs, buffers, entries, meta_inputs, rng_state, captured.get("below"))
 
@@ -298,6 +308,8 @@ class MALMethod(Method):
                 parts += [per_face_au_mean(entries["au"], batch["mask"]["au"])[:, None], entries["expr"][:, None]]
             elif part == "au":
                 parts.append(torch.sigmoid(outputs["au"]).to(outputs["feat"].dtype))
+            elif part == "dynamics":
+                parts.append(self.training_dynamics(batch["index"]).to(outputs["feat"].dtype))
             else:  # label: one-hot expression label, zeros where the face has none
                 classes = outputs["expr"].shape[1]
                 labelled = batch["mask"]["expr"].bool()
@@ -307,6 +319,44 @@ class MALMethod(Method):
         if self.config.meta_standardize and len(inputs) > 1:
             inputs = (inputs - inputs.mean(0)) / inputs.std(0).clamp_min(1e-6)
         return inputs
+
+    @torch.no_grad()
+    def record_confidence(self, entries: dict[str, torch.Tensor], batch: Batch) -> None:
+        """Add this visit's label confidences to each face's history: per task, the probability the
+        model gives the face's label (AU: the mean over its labelled AUs of p(label)), ``exp(-loss)``.
+
+        Every process records every process's faces, so the histories stay identical under DDP
+        (a face's visits may fall to different processes from one epoch to the next).
+        """
+        from facemtl.engine.distributed import gather_cat  # facemtl.engine imports the methods
+
+        columns, visited = [], []
+        for task in DYNAMICS_TASKS:
+            mask = batch["mask"][task].reshape(len(batch["index"]), -1).to(entries[task].dtype)
+            losses = entries[task].detach().reshape(len(mask), -1)
+            columns.append((torch.exp(-losses) * mask).sum(1) / mask.sum(1).clamp_min(1))
+            visited.append(mask.amax(1))
+        confidence, visited = torch.stack(columns, 1).float(), torch.stack(visited, 1).float()
+        index = gather_cat(batch["index"].to(self.label_confidence.device))
+        confidence = gather_cat(confidence.to(self.label_confidence.device))
+        visited = gather_cat(visited.to(self.label_confidence.device))
+        update = torch.stack([visited, visited * confidence, visited * confidence ** 2], dim=2)
+        self.label_confidence.index_add_(0, index, update)
+
+    def training_dynamics(self, index: torch.Tensor) -> torch.Tensor:
+        """``[B, 4]``: per face, the mean and std of its label confidence over its visits so far, for
+        the AU labels and the expression label (zeros for a task the face has no label of).
+
+        Why: a face whose label the model keeps giving a low probability is likely mislabelled,
+        while a hard face with a correct label is learned over the visits (its confidence rises and
+        varies); the loss of one visit cannot tell the two apart (dataset cartography, Swayamdipta
+        et al., EMNLP 2020).
+        """
+        history = self.label_confidence[index.to(self.label_confidence.device)]
+        visits = history[..., 0].clamp_min(1)
+        mean = history[..., 1] / visits
+        std = (history[..., 2] / visits - mean ** 2).clamp_min(0).sqrt()
+        return torch.stack([mean, std], dim=2).flatten(1).to(index.device)
 
     def sample_weights(self, meta_inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{task: [B]}`` weights from the meta-net (AU weights are ones when not weighted)."""
