@@ -122,6 +122,18 @@ def test_resume_with_two_processes(single, tmp_path, monkeypatch):
     _assert_same_run(single, tmp_path / "run")
 
 
+def test_mal_training_dynamics_cover_every_processs_faces(tmp_path):
+    """MAL's per-face label-confidence histories gather both processes' faces: after one epoch on 2
+    processes, the checkpoint (rank 0's) has one visit of every face, not only of rank 0's half."""
+    mal = [o for o in DDP_RUN if not o.startswith(("method.", "train.epochs"))] + [
+        "method.name=mal", "method.meta_input=dynamics", "method.meta_size=16", "method.meta_batch_size=8",
+        "method.meta_holdout=false", "model.tasks=[au,expr]", "train.epochs=1"]
+    _torchrun(tmp_path / "mal", mal)
+    visits = load_checkpoint(tmp_path / "mal/checkpoints/last.safetensors").model_state["label_confidence"][..., 0]
+    assert visits.shape == (128, 2)
+    assert torch.equal(visits, torch.ones_like(visits))
+
+
 def test_shard_batches_split_each_global_batch():
     batches = [[5, 1, 7, 3, 9], [2, 8, 0, 6, 4]]
     parts = [shard_batches(batches, rank_, 2) for rank_ in (0, 1)]
