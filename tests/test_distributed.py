@@ -129,7 +129,7 @@ def test_mal_training_dynamics_cover_every_processs_faces(tmp_path):
         "method.name=mal", "method.meta_input=dynamics", "method.meta_size=16", "method.meta_batch_size=8",
         "method.meta_holdout=false", "model.tasks=[au,expr]", "train.epochs=1"]
     _torchrun(tmp_path / "mal", mal)
-    visits = load_checkpoint(tmp_path / "mal/checkpoints/last.safetensors").model_state["label_confidence"][..., 0]
+    visits = load_checkpoint(tmp_path / "mal/checkpoints/last.safetensors").model_state["label_confidence.sums"][..., 0]
     assert visits.shape == (128, 2)
     assert torch.equal(visits, torch.ones_like(visits))
 

@@ -117,7 +117,7 @@ def test_dynamics_input_is_each_faces_label_confidence_history():
     expected = torch.stack([visits.mean(0), visits.std(0, unbiased=False)], 2).flatten(1) * labelled.repeat_interleave(2, 1)
     assert inputs.shape == (len(batch["index"]), 4)
     assert torch.allclose(inputs, expected, atol=1e-5)  # the current visit counts: recorded before the meta-net reads it
-    assert torch.equal(method.label_confidence[batch["index"], :, 0], 3.0 * labelled)  # no label, no visit
+    assert torch.equal(method.label_confidence.sums[batch["index"], :, 0], 3.0 * labelled)  # no label, no visit
     assert float(expected[:, [1, 3]].max()) > 0.01  # the head changes moved the confidences
 
 
@@ -263,8 +263,10 @@ def test_difference_hypergradient_equals_autograd(normalize, virtual_step):
 
 
 def test_difference_logs_each_samples_alignment_with_the_meta_gradient():
-    """align_expr_clean / _flipped are the means of <grad l_i(theta), g*> over clean / corrupted expression faces."""
-    _, train, method = _mal("method.inner_lr=0.5", "method.hypergradient=difference", "method.difference_step=1e-7")
+    """align_expr_clean / _flipped are the means of <grad l_i(theta), g*> over clean / corrupted expression faces;
+    meta_input alignment reads each face's past alignments, standardised over the batch."""
+    _, train, method = _mal("method.inner_lr=0.5", "method.hypergradient=difference", "method.difference_step=1e-7",
+                            "method.meta_input=loss+alignment")
     method.double().train()
     batch = _float64(method.drop_meta_faces(train.__getitems__(list(range(32)))))
     meta = _float64(method.next_meta_batch(torch.device("cpu")))
@@ -292,6 +294,13 @@ def test_difference_logs_each_samples_alignment_with_the_meta_gradient():
     assert float(alignment.abs().max()) > 1e-6
     assert logged["align_expr_clean"] == pytest.approx(float(alignment[~corrupted].mean()), rel=1e-4)
     assert logged["align_expr_flipped"] == pytest.approx(float(alignment[corrupted].mean()), rel=1e-4)
+    assert torch.equal(base.meta_inputs[:, 2:], torch.zeros(len(flipped), 2, dtype=torch.float64))  # no past visit yet
+    standardized = (alignment - alignment.mean()) / alignment.std()
+    assert torch.allclose(method.alignment_history.sums[batch["index"][labelled], 1, 1], standardized, atol=1e-4)
+    assert torch.equal(method.alignment_history.sums[batch["index"], 1, 0], labelled.double())
+    assert torch.allclose(method.forward_base(batch).meta_inputs[labelled, 3], standardized, atol=1e-4)  # the next visit reads it
+    with pytest.raises(FacemtlError, match="alignment needs method.hypergradient=difference"):
+        load_config(None, ["method.name=mal", "method.meta_input=alignment"])
 
 
 def test_difference_hypergradient_under_autocast_uses_a_full_precision_reference():
@@ -393,8 +402,8 @@ def test_resume_after_interrupt_is_exact(tmp_path, tiny_overrides, monkeypatch):
 
     straight, killed = _run_weights(tmp_path / "straight/checkpoints/last.safetensors"), _run_weights(tmp_path / "killed/checkpoints/last.safetensors")
     assert straight.keys() == killed.keys()
-    assert {"meta_net.mlp.0.weight", "meta_optim.exp_avg_0", "meta_optim.steps", "meta_index", "label_confidence"} <= set(straight)
-    assert float(straight["label_confidence"][..., 0].max()) == 2.0  # every face's two visits (2 epochs)
+    assert {"meta_net.mlp.0.weight", "meta_optim.exp_avg_0", "meta_optim.steps", "meta_index", "label_confidence.sums"} <= set(straight)
+    assert float(straight["label_confidence.sums"][..., 0].max()) == 2.0  # every face's two visits (2 epochs)
     assert int(straight["meta_optim.steps"]) == 8
     for key in straight:
         assert torch.equal(straight[key], killed[key]), key

@@ -76,9 +76,9 @@ _CHOICES = {
 }
 
 #: parts of ``method.meta_input``
-META_INPUTS = ("feat", "loss", "label", "au", "dynamics")
-#: tasks whose label confidence ``meta_input: dynamics`` tracks per face, in column order
-DYNAMICS_TASKS = ("au", "expr")
+META_INPUTS = ("feat", "loss", "label", "au", "dynamics", "alignment")
+#: tasks whose per-face histories ``meta_input`` parts dynamics and alignment keep, in column order
+HISTORY_TASKS = ("au", "expr")
 
 
 @dataclass
@@ -100,7 +100,8 @@ class MALConfig(MethodConfig):
     # losses), label (one-hot expression label: lets the meta-net judge a label against the face),
     # au (the predicted AU probabilities: with label, whether the expression label fits the face's AUs),
     # dynamics (each face's training dynamics: mean and std over its visits so far of the probability
-    # the model gives its own AU labels and its expression label, as in dataset cartography)
+    # the model gives its own AU labels and its expression label, as in dataset cartography), alignment
+    # (each face's mean alignment with the meta gradient over its past visits; hypergradient: difference)
     meta_input: str = "feat"
     # standardise each input column over the base batch (mean 0, std 1): features and losses have
     # drifting, unequal scales, and the meta-net's sigmoid saturates on large inputs (its gradient then vanishes)
@@ -124,6 +125,9 @@ class MALConfig(MethodConfig):
         if not parts or len(set(parts)) != len(parts) or not set(parts) <= set(META_INPUTS):
             raise FacemtlError(f"method.meta_input={self.meta_input!r} is not valid; join distinct parts of "
                                f"{', '.join(META_INPUTS)} with '+' (e.g. feat+loss)")
+        if "alignment" in parts and self.hypergradient != "difference":
+            raise FacemtlError("method.meta_input part alignment needs method.hypergradient=difference "
+                               "(the per-face alignments come from its forward difference)")
         for key in ("meta_size", "meta_batch_size", "meta_hidden"):
             if getattr(self, key) < 1:
                 raise FacemtlError(f"method.{key}={getattr(self, key)} must be at least 1")
@@ -149,6 +153,42 @@ class MetaWeightNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, d] -> [B, outputs]`` weights in (0, 1)."""
         return self.mlp(x)
+
+
+class FaceHistory(nn.Module):
+    """Per training face and column, the visits, sum and sum of squares of a value recorded at each
+    of the face's visits (a buffer: checkpoints and resume keep it).
+
+    Every process records every process's faces, so the histories stay identical under DDP (a
+    face's visits may fall to different processes from one epoch to the next).
+
+    Args:
+        num_faces: training faces (``batch["index"]`` runs over ``range(num_faces)``); 0 when unused.
+        columns: values recorded per visit.
+    """
+
+    def __init__(self, num_faces: int, columns: int) -> None:
+        super().__init__()
+        self.register_buffer("sums", torch.zeros(num_faces, columns, 3))
+
+    @torch.no_grad()
+    def record(self, index: torch.Tensor, values: torch.Tensor, visited: torch.Tensor) -> None:
+        """Add one visit of ``values [B, columns]`` where ``visited [B, columns]`` (0/1) is set."""
+        from facemtl.engine.distributed import gather_cat  # facemtl.engine imports the methods
+
+        device, dtype = self.sums.device, self.sums.dtype
+        index = gather_cat(index.to(device))
+        values, visited = (gather_cat(t.detach().to(device, dtype)) for t in (values, visited))
+        values = values * visited  # a value of an unvisited column may be anything (nan included)
+        self.sums.index_add_(0, index, torch.stack([visited, values, values ** 2], dim=2))
+
+    def mean_std(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``([B, columns], [B, columns])``: the mean and std over each face's visits (0 without visits)."""
+        history = self.sums[index.to(self.sums.device)]
+        visits = history[..., 0].clamp_min(1)
+        mean = history[..., 1] / visits
+        std = (history[..., 2] / visits - mean ** 2).clamp_min(0).sqrt()
+        return mean.to(index.device), std.to(index.device)
 
 
 @dataclass
@@ -209,17 +249,18 @@ class MALMethod(Method):
         self.weighted = ("au", "expr") if config.weight_au else ("expr",)
         self.meta_parts = config.meta_input.split("+")
         sizes = {"feat": net.num_features, "loss": 2, "label": net.label_spaces.output_size("expr"),
-                 "au": net.label_spaces.output_size("au"), "dynamics": 2 * len(DYNAMICS_TASKS)}
+                 "au": net.label_spaces.output_size("au"), "dynamics": 2 * len(HISTORY_TASKS), "alignment": len(HISTORY_TASKS)}
         width = sum(sizes[part] for part in self.meta_parts)
         self.meta_net = MetaWeightNet(width, config.meta_hidden, len(self.weighted))
         self.meta_optim = BufferedOptimizer(list(self.meta_net.parameters()), config.meta_optimizer, config.meta_lr,
                                             config.meta_weight_decay)
         self.register_buffer("meta_index", torch.full((config.meta_size,), -1, dtype=torch.long))
         self.register_buffer("meta_steps", torch.zeros((), dtype=torch.long))
-        # per training face and task (au, expr): visits, sum and sum of squares of the label's probability;
-        # a buffer, so checkpoints and resume keep the faces' histories
-        self.register_buffer("label_confidence", torch.zeros(
-            (context.num_train if "dynamics" in self.meta_parts else 0, len(DYNAMICS_TASKS), 3)))
+        # per training face and task (au, expr): the probability of its labels, and its alignment with
+        # the meta gradient, over its visits (meta_input parts dynamics and alignment)
+        faces = {part: context.num_train if part in self.meta_parts else 0 for part in ("dynamics", "alignment")}
+        self.label_confidence = FaceHistory(faces["dynamics"], len(HISTORY_TASKS))
+        self.alignment_history = FaceHistory(faces["alignment"], len(HISTORY_TASKS))
         self.stats = EpochStats(("weight_au", "weight_expr", "weight_expr_clean", "weight_expr_flipped", "loss_meta",
                                  "align_au", "align_expr", "align_expr_clean", "align_expr_flipped"))
         self.meta_data: Any = None
@@ -310,6 +351,8 @@ class MALMethod(Method):
                 parts.append(torch.sigmoid(outputs["au"]).to(outputs["feat"].dtype))
             elif part == "dynamics":
                 parts.append(self.training_dynamics(batch["index"]).to(outputs["feat"].dtype))
+            elif part == "alignment":
+                parts.append(self.alignment_history.mean_std(batch["index"])[0].to(outputs["feat"].dtype))
             else:  # label: one-hot expression label, zeros where the face has none
                 classes = outputs["expr"].shape[1]
                 labelled = batch["mask"]["expr"].bool()
@@ -320,28 +363,38 @@ class MALMethod(Method):
             inputs = (inputs - inputs.mean(0)) / inputs.std(0).clamp_min(1e-6)
         return inputs
 
-    @torch.no_grad()
     def record_confidence(self, entries: dict[str, torch.Tensor], batch: Batch) -> None:
         """Add this visit's label confidences to each face's history: per task, the probability the
-        model gives the face's label (AU: the mean over its labelled AUs of p(label)), ``exp(-loss)``.
+        model gives the face's label, ``exp(-loss)`` (AU: the mean over its labelled AUs)."""
+        confidence = {task: torch.exp(-loss.detach()) for task, loss in entries.items()}
+        self.label_confidence.record(batch["index"], *self._per_face(confidence, batch))
 
-        Every process records every process's faces, so the histories stay identical under DDP
-        (a face's visits may fall to different processes from one epoch to the next).
+    def _per_face(self, values: dict[str, torch.Tensor], batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``([B, T], [B, T])`` for the tasks of :data:`HISTORY_TASKS`: each face's value (AU: the mean over
+        its labelled AUs) and whether it has that task's label."""
+        masks = {task: batch["mask"][task].reshape(len(batch["index"]), -1).float() for task in HISTORY_TASKS}
+        face_values = [per_face_au_mean(values[task].reshape(len(masks[task]), -1) * masks[task], masks[task])
+                       for task in HISTORY_TASKS]
+        return torch.stack(face_values, 1), torch.stack([masks[task].amax(1) for task in HISTORY_TASKS], 1)
+
+    def record_alignment(self, derivative: dict[str, torch.Tensor], batch: Batch) -> None:
+        """Add this visit's alignment with the meta gradient, <grad l_i, g*>, to each face's history,
+        standardised over the batch's faces with that task's label.
+
+        Why: one visit's alignment is what the meta-net is taught, but it is noisy (clean and corrupted
+        auxiliary faces differ by 0.1-0.2 std per visit); averaged over a face's visits it estimates
+        whether training on that face helps the main task. Standardising makes visits from early and
+        late training (where |g*| differs by orders of magnitude) comparable.
         """
-        from facemtl.engine.distributed import gather_cat  # facemtl.engine imports the methods
-
-        columns, visited = [], []
-        for task in DYNAMICS_TASKS:
-            mask = batch["mask"][task].reshape(len(batch["index"]), -1).to(entries[task].dtype)
-            losses = entries[task].detach().reshape(len(mask), -1)
-            columns.append((torch.exp(-losses) * mask).sum(1) / mask.sum(1).clamp_min(1))
-            visited.append(mask.amax(1))
-        confidence, visited = torch.stack(columns, 1).float(), torch.stack(visited, 1).float()
-        index = gather_cat(batch["index"].to(self.label_confidence.device))
-        confidence = gather_cat(confidence.to(self.label_confidence.device))
-        visited = gather_cat(visited.to(self.label_confidence.device))
-        update = torch.stack([visited, visited * confidence, visited * confidence ** 2], dim=2)
-        self.label_confidence.index_add_(0, index, update)
+        values, labelled = self._per_face(derivative, batch)
+        for column in range(values.shape[1]):
+            rows = labelled[:, column].bool()
+            if int(rows.sum()) > 1:
+                chosen = values[rows, column]
+                values[rows, column] = (chosen - chosen.mean()) / chosen.std().clamp_min(1e-12)
+            else:  # a lone face has no batch to be standardised against
+                labelled[:, column] = 0
+        self.alignment_history.record(batch["index"], values, labelled)
 
     def training_dynamics(self, index: torch.Tensor) -> torch.Tensor:
         """``[B, 4]``: per face, the mean and std of its label confidence over its visits so far, for
@@ -352,11 +405,8 @@ class MALMethod(Method):
         varies); the loss of one visit cannot tell the two apart (dataset cartography, Swayamdipta
         et al., EMNLP 2020).
         """
-        history = self.label_confidence[index.to(self.label_confidence.device)]
-        visits = history[..., 0].clamp_min(1)
-        mean = history[..., 1] / visits
-        std = (history[..., 2] / visits - mean ** 2).clamp_min(0).sqrt()
-        return torch.stack([mean, std], dim=2).flatten(1).to(index.device)
+        mean, std = self.label_confidence.mean_std(index)
+        return torch.stack([mean, std], dim=2).flatten(1)
 
     def sample_weights(self, meta_inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{task: [B]}`` weights from the meta-net (AU weights are ones when not weighted)."""
@@ -457,6 +507,8 @@ class MALMethod(Method):
             start = self._entry_losses_at(params, direction, 0.0, batch, base)
         derivative = {task: (moved[task] - start[task]) / step for task in moved}
         self._record_alignment(derivative, batch)
+        if "alignment" in self.meta_parts:
+            self.record_alignment(derivative, batch)
         return meta_loss.detach(), -inner_lr * self._total(self.weighted_losses(derivative, batch["mask"], weights))
 
     @torch.no_grad()
