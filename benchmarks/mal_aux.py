@@ -36,6 +36,7 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from _common import add_difficulty_argument, add_merge_argument, mean_std, merged_results, train_run
@@ -128,13 +129,44 @@ def variants(args: argparse.Namespace) -> dict[str, list[str]]:
     return out
 
 
+def separation_auc(clean: torch.Tensor, corrupted: torch.Tensor) -> float:
+    """P(a clean face's value > a corrupted face's), ties counting half: 0.5 = no separation."""
+    values = torch.cat([clean, corrupted]).double()
+    ranks = torch.empty_like(values)
+    order = values.argsort()
+    ranks[order] = torch.arange(1, len(values) + 1, dtype=torch.float64)
+    for value in values.unique():  # average ranks over ties
+        tied = values == value
+        ranks[tied] = ranks[tied].mean()
+    n_clean, n_corrupted = len(clean), len(corrupted)
+    return float((ranks[:n_clean].sum() - n_clean * (n_clean + 1) / 2) / (n_clean * n_corrupted))
+
+
+def history_separation(trainer: Any, _metrics: dict, _rows: list[dict]) -> dict:
+    """How well each per-face history MAL kept tells clean from corrupted expression labels at the end
+    (AUC over the training faces with an expression label): what the meta-net *could* learn from it."""
+    method, train = trainer.method, trainer.train_set
+    flipped, labelled = train.info["expr_flipped"].bool(), train.mask["expr"].bool()
+    out = {}
+    histories = {"confidence": getattr(method, "label_confidence", None), "alignment": getattr(method, "alignment_history", None)}
+    for name, history in histories.items():
+        if history is None or len(history.sums) == 0:
+            continue
+        mean, std = history.mean_std(torch.arange(len(history.sums)))
+        expr = 1  # HISTORY_TASKS column
+        for stat, values in (("mean", mean[:, expr]), ("std", std[:, expr])):
+            out[f"auc_{name}_{stat}"] = separation_auc(values[labelled & ~flipped], values[labelled & flipped])
+    return out
+
+
 def train_one(name: str, overrides: list[str]) -> dict:
-    run = train_run(overrides)
+    run = train_run(overrides, history_separation)
     result = {"variant": name, "au_f1": run["test"]["au"]["f1_mean"]}
     last = run["rows"][-1]
     for key in ("weight_expr_clean", "weight_expr_flipped", "weight_au", "meta_size"):
         if last.get(key):
             result[key] = float(last[key])
+    result.update({key: value for key, value in run.items() if key.startswith("auc_")})
     for key in ALIGNMENT:  # mean over the epochs: the per-epoch means are noisy
         values = [float(row[key]) for row in run["rows"] if row.get(key)]
         if values:
@@ -181,7 +213,8 @@ def summarise(results: list[dict]) -> list[dict]:
     for name in dict.fromkeys(r["variant"] for r in results):
         runs = [r for r in results if r["variant"] == name]
         row = {"variant": name, "au_f1": [r["au_f1"] for r in runs]}
-        for key in ("weight_expr_clean", "weight_expr_flipped", "weight_au", *ALIGNMENT):
+        aucs = sorted({key for r in runs for key in r if key.startswith("auc_")})
+        for key in ("weight_expr_clean", "weight_expr_flipped", "weight_au", *ALIGNMENT, *aucs):
             values = [r[key] for r in runs if key in r]
             row[key] = statistics.mean(values) if values else None
         table.append(row)
@@ -198,6 +231,11 @@ def print_table(table: list[dict], times: dict[str, float]) -> None:
               f"{fmt(row['align_expr_clean'], 4):>11} {fmt(row['align_expr_flipped'], 4):>13}")
     print("AU mean F1 on test, best-on-validation checkpoint, mean ± std over seeds; weights: MAL's last epoch mean; "
           "align: <grad l_i, meta gradient>, mean over the run (difference hypergradient only)")
+    for row in table:  # meta_input dynamics / alignment: how well the per-face histories tell the faces apart
+        aucs = {key[4:]: value for key, value in row.items() if key.startswith("auc_") and value is not None}
+        if aucs:
+            print(f"{row['variant']}: history AUC clean > corrupted (best checkpoint) "
+                  + ", ".join(f"{key} {value:.3f}" for key, value in aucs.items()))
     if not times:  # --timing-steps 0
         return
     plain = times["plain"]
