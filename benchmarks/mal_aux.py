@@ -8,6 +8,8 @@ flipped, optionally few AU labels), for each seed and the same number of real up
 - ``mal`` (and ``mal_<input>`` variants): MAL with the meta-net reading ``--meta-inputs``;
 - ``rho=<r>/filtered`` (``--filtered``): the plain method with the corrupted expression labels dropped,
   the ideal 0/1 weighting (diagnostic: how much any per-sample reweighting could gain);
+- ``rho=<r>/without_meta`` (``--without-meta``): the plain method never trained on MAL's meta faces, the
+  baseline of the paper's protocol (its meta set is AU data outside the training set) for held-out MAL;
 - ``mal_oracle`` (``--oracle``): a diagnostic MAL whose meta-net reads which expression labels are
   corrupted. It separates the hypergradient's signal from the meta-net's input: if the oracle's
   weights split clean from corrupted faces and a real input's do not, the input is the bottleneck.
@@ -46,7 +48,7 @@ from facemtl.config import load_config
 from facemtl.data import build_datasets
 from facemtl.engine.trainer import build_method, build_optimizer
 from facemtl.methods import METHODS, TrainContext
-from facemtl.methods.mal import MALMethod
+from facemtl.methods.mal import MALMethod, MALConfig, draw_meta_set, drop_faces
 from facemtl.methods.plain import PlainMethod
 
 #: --quick: about 12 CPU-minutes (estimated from step times) for the 3 seeds (1,000 faces, 32 px, 5 epochs)
@@ -89,6 +91,21 @@ class FilteredPlain(PlainMethod):
         return super().training_step({**batch, "mask": {**batch["mask"], "expr": clean}})
 
 
+@METHODS.register("plain_without_meta")
+class PlainWithoutMetaFaces(PlainMethod):
+    """Baseline under the paper's protocol, where the meta set is AU data outside the training set:
+    fixed weighting that never trains on the faces MAL holds out as its meta set (same seeded draw,
+    ``meta_size`` set by the benchmark), so MAL's only extra is *using* them to weight the rest."""
+
+    meta_size = MALConfig.meta_size
+
+    def set_training_data(self, dataset: Any) -> None:
+        self.meta_faces = draw_meta_set(dataset.mask["au"], self.meta_size, MALConfig.meta_seed)
+
+    def training_step(self, batch: dict) -> dict:
+        return super().training_step(drop_faces(batch, self.meta_faces))
+
+
 def base_overrides(args: argparse.Namespace, seed: int) -> list[str]:
     return [
         "model.tasks=[au,expr]", f"model.backbone={args.backbone}",
@@ -123,6 +140,9 @@ def variants(args: argparse.Namespace) -> dict[str, list[str]]:
     out.update({f"rho={r:g}": ["method.name=plain", f"method.task_weights.expr={r}"] for r in args.rhos})
     if args.filtered:
         out.update({f"rho={r:g}/filtered": ["method.name=plain_filtered", f"method.task_weights.expr={r}"]
+                    for r in args.rhos})
+    if args.without_meta:
+        out.update({f"rho={r:g}/without_meta": ["method.name=plain_without_meta", f"method.task_weights.expr={r}"]
                     for r in args.rhos})
     for normalize in args.normalize:
         for meta_input in args.meta_inputs:
@@ -276,6 +296,9 @@ def main() -> None:
     parser.add_argument("--filtered", action="store_true",
                         help="also rho=<r>/filtered: the corrupted expression labels dropped "
                              "(the ideal weighting; diagnostic)")
+    parser.add_argument("--without-meta", action="store_true",
+                        help="also rho=<r>/without_meta: never trained on MAL's meta faces (the paper's protocol, "
+                             "where the meta set is AU data outside the training set; compare with held-out MAL)")
     parser.add_argument("--variants", nargs="+", metavar="VARIANT",
                         help="train only these (au_only, rho=0.1, ..., mal, mal_feat+loss, mal[relative]); default: all")
     parser.add_argument("--meta-size", type=int, default=300)
@@ -313,6 +336,7 @@ def main() -> None:
         for key, value in values.items() if preset else ():
             if getattr(args, key) == parser.get_default(key):
                 setattr(args, key, value)
+    PlainWithoutMetaFaces.meta_size = args.meta_size
     runs = variants(args)  # first: a wrong --variants fails before any work
     times = step_times(args, args.timing_steps) if args.timing_steps > 0 else {}
     results = []

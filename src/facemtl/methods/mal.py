@@ -278,27 +278,18 @@ class MALMethod(Method):
     def set_training_data(self, dataset: Any) -> None:
         """Draw the meta set: ``meta_size`` AU-labelled training faces (seeded); kept out of base batches
         unless ``meta_holdout`` is false."""
-        labelled = torch.nonzero(labelled_samples(dataset.mask["au"])).flatten()
         k = self.config.meta_size
-        if len(labelled) <= k:
-            raise FacemtlError(f"method.meta_size={k} needs more AU-labelled training faces than that; the training set has {len(labelled)}")
-        generator = torch.Generator().manual_seed(_seed(self.config.meta_seed, -1))
-        chosen = labelled[torch.randperm(len(labelled), generator=generator)[:k]].sort().values
-        self.meta_index.copy_(chosen.to(self.meta_index.device))
+        self.meta_index.copy_(draw_meta_set(dataset.mask["au"], k, self.config.meta_seed).to(self.meta_index.device))
+        labelled = int(labelled_samples(dataset.mask["au"]).sum())
         self.meta_data = face_view(dataset)
         where = "held out of" if self.config.meta_holdout else "also kept in"
         print(f"MAL meta set: K={k} AU-labelled training faces {where} the base stream "
-              f"(of {len(labelled)} AU-labelled, {len(dataset.mask['au'])} in all)", flush=True)
+              f"(of {labelled} AU-labelled, {len(dataset.mask['au'])} in all)", flush=True)
 
     def drop_meta_faces(self, batch: Batch) -> Batch:
         """The batch without its meta-set faces (they only serve the meta-test); unchanged when
         ``meta_holdout`` is false."""
-        if not self.config.meta_holdout:
-            return batch
-        keep = ~torch.isin(batch["index"], self.meta_index)
-        if bool(keep.all()):
-            return batch
-        return _select(batch, keep)
+        return drop_faces(batch, self.meta_index) if self.config.meta_holdout else batch
 
     def next_meta_batch(self, device: torch.device) -> Batch:
         """A meta batch drawn by a generator seeded by (meta_seed, iteration): resume-exact."""
@@ -616,6 +607,22 @@ def labelled_samples(mask: torch.Tensor) -> torch.Tensor:
 def per_face_au_mean(entries: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``[B]``: the mean of ``entries [B, A]`` over each face's labelled AUs (0 for a face with none)."""
     return entries.sum(1) / mask.sum(1).clamp_min(1)
+
+
+def draw_meta_set(au_mask: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """The meta set: ``size`` face indices drawn (seeded) among the faces with an AU label, sorted."""
+    labelled = torch.nonzero(labelled_samples(au_mask)).flatten()
+    if len(labelled) <= size:
+        raise FacemtlError(f"method.meta_size={size} needs more AU-labelled training faces than that; "
+                           f"the training set has {len(labelled)}")
+    generator = torch.Generator().manual_seed(_seed(seed, -1))
+    return labelled[torch.randperm(len(labelled), generator=generator)[:size]].sort().values
+
+
+def drop_faces(batch: Batch, faces: torch.Tensor) -> Batch:
+    """The batch without the faces whose ``index`` is in ``faces``."""
+    keep = ~torch.isin(batch["index"], faces.to(batch["index"].device))
+    return batch if bool(keep.all()) else _select(batch, keep)
 
 
 def _seed(seed: int, stream: int) -> int:
