@@ -48,7 +48,7 @@ from facemtl.config import load_config
 from facemtl.data import build_datasets
 from facemtl.engine.trainer import build_method, build_optimizer
 from facemtl.methods import METHODS, TrainContext
-from facemtl.methods.mal import MALMethod, MALConfig, draw_meta_set, drop_faces
+from facemtl.methods.mal import HISTORY_TASKS, MALConfig, MALMethod, draw_meta_set, drop_faces
 from facemtl.methods.plain import PlainMethod
 
 #: --quick: about 12 CPU-minutes (estimated from step times) for the 3 seeds (1,000 faces, 32 px, 5 epochs)
@@ -183,7 +183,7 @@ def history_separation(trainer: Any, _metrics: dict, _rows: list[dict]) -> dict:
         if history is None or len(history.sums) == 0:
             continue
         mean, std = history.mean_std(torch.arange(len(history.sums)))
-        expr = 1  # HISTORY_TASKS column
+        expr = HISTORY_TASKS.index("expr")
         for stat, values in (("mean", mean[:, expr]), ("std", std[:, expr])):
             out[f"auc_{name}_{stat}"] = separation_auc(values[labelled & ~flipped], values[labelled & flipped])
     return out
