@@ -161,15 +161,8 @@ def variants(args: argparse.Namespace) -> dict[str, list[str]]:
 
 def separation_auc(clean: torch.Tensor, corrupted: torch.Tensor) -> float:
     """P(a clean face's value > a corrupted face's), ties counting half: 0.5 = no separation."""
-    values = torch.cat([clean, corrupted]).double()
-    ranks = torch.empty_like(values)
-    order = values.argsort()
-    ranks[order] = torch.arange(1, len(values) + 1, dtype=torch.float64)
-    for value in values.unique():  # average ranks over ties
-        tied = values == value
-        ranks[tied] = ranks[tied].mean()
-    n_clean, n_corrupted = len(clean), len(corrupted)
-    return float((ranks[:n_clean].sum() - n_clean * (n_clean + 1) / 2) / (n_clean * n_corrupted))
+    clean, corrupted = clean.double()[:, None], corrupted.double()[None, :]
+    return float(((clean > corrupted).double() + 0.5 * (clean == corrupted).double()).mean())
 
 
 def history_separation(trainer: Any, _metrics: dict, _rows: list[dict]) -> dict:

@@ -180,10 +180,11 @@ class FaceHistory(nn.Module):
         """Add one visit of ``values [B, columns]`` where ``visited [B, columns]`` (0/1) is set."""
         from facemtl.engine.distributed import gather_cat  # facemtl.engine imports the methods
 
-        device, dtype = self.sums.device, self.sums.dtype
-        index = gather_cat(index.to(device))
-        values, visited = (gather_cat(t.detach().to(device, dtype)) for t in (values, visited))
-        values = values * visited  # a value of an unvisited column may be anything (nan included)
+        columns = values.shape[1]
+        index = gather_cat(index.to(self.sums.device))
+        both = gather_cat(torch.cat([values, visited], 1).detach().to(self.sums.device, self.sums.dtype))
+        values, visited = both[:, :columns], both[:, columns:]
+        values = torch.where(visited.bool(), values, 0.0)  # an unvisited column's value may be anything (nan included)
         self.sums.index_add_(0, index, torch.stack([visited, values, values ** 2], dim=2))
 
     def mean_std(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
