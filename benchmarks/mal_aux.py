@@ -171,7 +171,8 @@ def history_separation(trainer: Any, _metrics: dict, _rows: list[dict]) -> dict:
     method, train = trainer.method, trainer.train_set
     flipped, labelled = train.info["expr_flipped"].bool(), train.mask["expr"].bool()
     out = {}
-    histories = {"confidence": getattr(method, "label_confidence", None), "alignment": getattr(method, "alignment_history", None)}
+    histories = {"confidence": getattr(method, "label_confidence", None), "margin": getattr(method, "label_margin", None),
+                 "alignment": getattr(method, "alignment_history", None)}
     for name, history in histories.items():
         if history is None or len(history.sums) == 0:
             continue
@@ -283,7 +284,7 @@ def main() -> None:
     parser.add_argument("--au-fraction", type=float, default=0.3, help="fraction of training faces with AU labels")
     parser.add_argument("--rhos", type=float, nargs="+", default=[0.1, 0.5, 1.0])
     parser.add_argument("--meta-inputs", nargs="+", default=["feat", "feat+loss"],
-                        help="MAL variants: '+'-joined parts of feat, loss, label, au, dynamics (feat = paper)")
+                        help="MAL variants: '+'-joined parts of feat, loss, label, au, dynamics, margin, alignment (feat = paper)")
     parser.add_argument("--oracle", action="store_true",
                         help="also mal_oracle: the meta-net reads which expression labels are corrupted (diagnostic)")
     parser.add_argument("--filtered", action="store_true",

@@ -19,7 +19,7 @@ from facemtl.losses.meta import (
     weighted_task_loss,
 )
 from facemtl.methods import TrainContext
-from facemtl.methods.mal import MALMethod, last_stage_prefix
+from facemtl.methods.mal import MALMethod, label_margins, last_stage_prefix
 from facemtl.tasks import FacemtlError
 
 TINY_MAL = [
@@ -119,6 +119,44 @@ def test_dynamics_input_is_each_faces_label_confidence_history():
     assert torch.allclose(inputs, expected, atol=1e-5)  # the current visit counts: recorded before the meta-net reads it
     assert torch.equal(method.label_confidence.sums[batch["index"], :, 0], 3.0 * labelled)  # no label, no visit
     assert float(expected[:, [1, 3]].max()) > 0.01  # the head changes moved the confidences
+
+
+def test_label_margins_sign_au_logits_and_subtract_the_strongest_other_class():
+    expr_logits = torch.tensor([[2.0, 5.0, 1.0]]).repeat(3, 1)
+    outputs = {"au": torch.tensor([[1.5, -2.0, 0.5], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]), "expr": expr_logits}
+    batch = {"labels": {"au": torch.tensor([[1.0, 0.0, 0.0], [9.0, 9.0, 9.0], [9.0, 9.0, 9.0]]), "expr": torch.tensor([0, 1, 1])},
+             "mask": {"au": torch.tensor([[True, True, False], [False, False, False], [False, False, False]]),
+                      "expr": torch.tensor([True, True, False])}}
+    margins = label_margins(outputs, batch)
+    assert torch.equal(margins["au"], torch.tensor([[1.5, 2.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))  # unlabelled: 0
+    assert torch.equal(margins["expr"], torch.tensor([-3.0, 3.0, 0.0]))  # 2 - 5: loses to class 1; 5 - 2: wins over class 0
+
+
+def test_margin_input_is_each_faces_mean_label_margin():
+    """meta_input margin: per face and task (au, expr), its label margin averaged over its visits."""
+    _, train, method = _mal("method.meta_input=margin", "data.label_fraction.expr=0.5", "data.label_fraction.au=0.5")
+    method.eval()
+    batch = method.drop_meta_faces(train.__getitems__(list(range(32))))
+    labelled = torch.stack([batch["mask"]["au"].any(1), batch["mask"]["expr"].bool()], 1)
+    assert bool(labelled.all(1).any()) and bool((~labelled).any())
+    visits = []
+    for _ in range(3):
+        with torch.no_grad():
+            outputs = method.net(batch["image"])
+        sign = 2 * batch["labels"]["au"].float() - 1
+        au_mask = batch["mask"]["au"].float()
+        au = (sign * outputs["au"] * au_mask).sum(1) / au_mask.sum(1).clamp_min(1)
+        label = batch["labels"]["expr"].long().clamp_min(0)
+        others = torch.stack([torch.cat([row[:k], row[k + 1:]]).max() for row, k in zip(outputs["expr"], label)])
+        visits.append(torch.stack([au, outputs["expr"][torch.arange(len(label)), label] - others], 1))
+        inputs = method.forward_base(batch).meta_inputs
+        with torch.no_grad():
+            for param in method.net.heads.parameters():
+                param.add_(0.3 * torch.randn_like(param))
+    expected = torch.stack(visits).mean(0) * labelled
+    assert inputs.shape == (len(batch["index"]), 2)
+    assert torch.allclose(inputs, expected, atol=1e-5)
+    assert float((visits[0] - visits[-1]).abs().max()) > 0.05  # the head changes moved the margins
 
 
 def test_weighted_loss_with_unit_weights_is_the_masked_mean():

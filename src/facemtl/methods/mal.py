@@ -80,7 +80,7 @@ _CHOICES = {
 }
 
 #: parts of ``method.meta_input``
-META_INPUTS = ("feat", "loss", "label", "au", "dynamics", "alignment")
+META_INPUTS = ("feat", "loss", "label", "au", "dynamics", "margin", "alignment")
 #: tasks whose per-face histories ``meta_input`` parts dynamics and alignment keep, in column order
 HISTORY_TASKS = ("au", "expr")
 
@@ -104,7 +104,8 @@ class MALConfig(MethodConfig):
     # losses), label (one-hot expression label: lets the meta-net judge a label against the face),
     # au (the predicted AU probabilities: with label, whether the expression label fits the face's AUs),
     # dynamics (each face's training dynamics: mean and std over its visits so far of the probability
-    # the model gives its own AU labels and its expression label, as in dataset cartography), alignment
+    # the model gives its own AU labels and its expression label, as in dataset cartography), margin (each
+    # face's mean margin of its labels over its visits so far: the area under the margin, Pleiss et al. 2020), alignment
     # (each face's mean alignment with the meta gradient over its past visits; hypergradient: difference)
     meta_input: str = "feat"
     # standardise each input column over the base batch (mean 0, std 1): features and losses have
@@ -254,17 +255,19 @@ class MALMethod(Method):
         self.weighted = ("au", "expr") if config.weight_au else ("expr",)
         self.meta_parts = config.meta_input.split("+")
         sizes = {"feat": net.num_features, "loss": 2, "label": net.label_spaces.output_size("expr"),
-                 "au": net.label_spaces.output_size("au"), "dynamics": 2 * len(HISTORY_TASKS), "alignment": len(HISTORY_TASKS)}
+                 "au": net.label_spaces.output_size("au"), "dynamics": 2 * len(HISTORY_TASKS), "margin": len(HISTORY_TASKS),
+                 "alignment": len(HISTORY_TASKS)}
         width = sum(sizes[part] for part in self.meta_parts)
         self.meta_net = MetaWeightNet(width, config.meta_hidden, len(self.weighted))
         self.meta_optim = BufferedOptimizer(list(self.meta_net.parameters()), config.meta_optimizer, config.meta_lr,
                                             config.meta_weight_decay)
         self.register_buffer("meta_index", torch.full((config.meta_size,), -1, dtype=torch.long))
         self.register_buffer("meta_steps", torch.zeros((), dtype=torch.long))
-        # per training face and task (au, expr): the probability of its labels, and its alignment with
-        # the meta gradient, over its visits (meta_input parts dynamics and alignment)
-        faces = {part: context.num_train if part in self.meta_parts else 0 for part in ("dynamics", "alignment")}
+        # per training face and task (au, expr): the probability of its labels, their margin, and its
+        # alignment with the meta gradient, over its visits (meta_input parts dynamics, margin, alignment)
+        faces = {part: context.num_train if part in self.meta_parts else 0 for part in ("dynamics", "margin", "alignment")}
         self.label_confidence = FaceHistory(faces["dynamics"], len(HISTORY_TASKS))
+        self.label_margin = FaceHistory(faces["margin"], len(HISTORY_TASKS))
         self.alignment_history = FaceHistory(faces["alignment"], len(HISTORY_TASKS))
         self.stats = EpochStats(("weight_au", "weight_expr", "weight_expr_clean", "weight_expr_flipped", "loss_meta",
                                  "align_au", "align_expr", "align_expr_clean", "align_expr_flipped"))
@@ -332,6 +335,8 @@ class MALMethod(Method):
         entries = self.entry_losses(outputs, batch)
         if "dynamics" in self.meta_parts:
             self.update_confidence_history(entries, batch)
+        if "margin" in self.meta_parts:
+            self.update_margin_history(outputs, batch)
         meta_inputs = self.meta_inputs(outputs, entries, batch)
         return BaseForward(outputs, buffers, entries, meta_inputs, rng_state, captured.get("below"))
 
@@ -347,6 +352,8 @@ class MALMethod(Method):
                 parts.append(torch.sigmoid(outputs["au"]).to(outputs["feat"].dtype))
             elif part == "dynamics":
                 parts.append(self.training_dynamics(batch["index"]).to(outputs["feat"].dtype))
+            elif part == "margin":
+                parts.append(self.label_margin.mean_std(batch["index"])[0].to(outputs["feat"].dtype))
             elif part == "alignment":
                 parts.append(self.alignment_history.mean_std(batch["index"])[0].to(outputs["feat"].dtype))
             else:  # label: one-hot expression label, zeros where the face has none
@@ -364,6 +371,17 @@ class MALMethod(Method):
         model gives the face's label, ``exp(-loss)`` (AU: the mean over its labelled AUs)."""
         confidence = {task: torch.exp(-loss.detach()) for task, loss in entries.items()}
         self.label_confidence.record(batch["index"], *self._per_face(confidence, batch))
+
+    def update_margin_history(self, outputs: dict[str, Any], batch: Batch) -> None:
+        """Add this visit's label margins to each face's history (:func:`label_margins`; AU: the mean over
+        its labelled AUs).
+
+        Why: a corrupted label and a hard clean one both get a low probability, but on a corrupted face
+        the model, taught by the other faces, confidently predicts *another* class (a large negative
+        margin), while on a hard face it hesitates (a margin near 0). The mean margin over the visits (the
+        area under the margin) ranks mislabelled samples apart from hard ones (Pleiss et al., NeurIPS 2020).
+        """
+        self.label_margin.record(batch["index"], *self._per_face(label_margins(outputs, batch), batch))
 
     def _per_face(self, values: dict[str, torch.Tensor], batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """``([B, T], [B, T])`` for the tasks of :data:`HISTORY_TASKS`: each face's value (AU: the mean over
@@ -608,6 +626,19 @@ def labelled_samples(mask: torch.Tensor) -> torch.Tensor:
 def per_face_au_mean(entries: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``[B]``: the mean of ``entries [B, A]`` over each face's labelled AUs (0 for a face with none)."""
     return entries.sum(1) / mask.sum(1).clamp_min(1)
+
+
+def label_margins(outputs: dict[str, Any], batch: Batch) -> dict[str, torch.Tensor]:
+    """Detached margins of the labels, 0 where there is no label: ``au [B, A]``, the logit signed by the
+    label (positive when the AU label is predicted), and ``expr [B]``, the label's logit minus the
+    largest other logit."""
+    labels, mask = batch["labels"], batch["mask"]
+    au_logits, expr_logits = outputs["au"].detach(), outputs["expr"].detach()
+    au_sign = torch.where(mask["au"].bool(), 2 * labels["au"].to(au_logits.dtype) - 1, 0.0)
+    label = labels["expr"].long().clamp(0, expr_logits.shape[1] - 1)[:, None]
+    others = expr_logits.scatter(1, label, float("-inf"))
+    expr_margin = expr_logits.gather(1, label)[:, 0] - others.amax(1)
+    return {"au": au_sign * au_logits, "expr": torch.where(mask["expr"].bool(), expr_margin, 0.0)}
 
 
 def draw_meta_set(au_mask: torch.Tensor, size: int, seed: int) -> torch.Tensor:
