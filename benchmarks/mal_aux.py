@@ -18,7 +18,7 @@ MAL's K meta faces are held out of its base stream (``method.meta_holdout``), wh
 train on every face; ``--meta-in-base`` keeps them in MAL's base stream too (variants ``.../shared``),
 so every variant fits the same faces and the meta set's cost is not charged to MAL alone.
 
-It reports the AU mean F1 on test (best-on-validation checkpoint), MAL's mean learned
+It reports the AU mean F1 on test (the checkpoint with the best validation AU F1), MAL's mean learned
 expression weight on clean vs corrupted training samples (last epoch), their mean alignment
 with the meta gradient over the run (``hypergradient: difference`` only; see ``align_*`` in
 :mod:`facemtl.methods.mal`), and, measured in the
@@ -114,6 +114,7 @@ def base_overrides(args: argparse.Namespace, seed: int) -> list[str]:
         f"data.num_val={args.num_val}", f"data.num_test={args.num_test}", f"data.image_size={args.image_size}",
         f"data.difficulty={args.difficulty}",
         f"train.epochs={args.epochs}", f"train.lr={args.lr}", "train.warmup_epochs=1", "train.threads=1",
+        f"train.select_tasks=[{args.select_tasks}]",
     ]
 
 
@@ -253,7 +254,7 @@ def print_table(table: list[dict], times: dict[str, float]) -> None:
         print(f"{row['variant']:>24} | {mean_std(row['au_f1'], 100):>15} | {fmt(row['weight_expr_clean']):>12} "
               f"{fmt(row['weight_expr_flipped']):>14} {fmt(row['weight_au']):>6} | "
               f"{fmt(row['align_expr_clean'], 4):>11} {fmt(row['align_expr_flipped'], 4):>13}")
-    print("AU mean F1 on test, best-on-validation checkpoint, mean ± std over seeds; weights: MAL's last epoch mean; "
+    print("AU mean F1 on test, checkpoint picked on validation (--select-tasks), mean ± std over seeds; weights: MAL's last epoch mean; "
           "align: <grad l_i, meta gradient>, mean over the run (difference hypergradient only)")
     for row in table:  # meta_input dynamics / alignment: how well the per-face histories tell the faces apart
         aucs = {key[4:]: value for key, value in row.items() if key.startswith("auc_") and value is not None}
@@ -318,6 +319,9 @@ def main() -> None:
     parser.add_argument("--backbone", default="tiny")
     add_difficulty_argument(parser)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--select-tasks", default="au",
+                        help="tasks whose validation scores pick each run's best checkpoint (train.select_tasks); "
+                             "au: the main task alone; 'au,expr' gives the tables measured before 2026-11-24")
     parser.add_argument("--timing-steps", type=int, default=20, help="0 skips the step-time comparison")
     parser.add_argument("--timing-only", action="store_true", help="only the step-time comparison, no training")
     parser.add_argument("--json", help="write per-run results, the summary and the step times here")

@@ -52,6 +52,7 @@ def test_comma_lists_are_typed():
         ("data.label_fraction.smell=0.5", r"unknown task 'smell' in data.label_fraction"),
         ("data.num_landmarks=7", r"expected 5 or 68"),
         ("train.progress=maybe", r"train.progress: expected bool"),
+        ("train.select_tasks=au,smell", r"train.select_tasks: 'smell' is not a task of this model"),
     ],
 )
 def test_bad_overrides_are_one_line_errors(override, message):

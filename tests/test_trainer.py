@@ -13,7 +13,7 @@ import torch
 from conftest import interrupt_then_resume
 
 from facemtl.config import load_config
-from facemtl.engine import Trainer, load_checkpoint
+from facemtl.engine import Trainer, load_checkpoint, selection_score
 from facemtl.engine.trainer import epoch_batches, lr_factor
 from facemtl.tasks import FacemtlError
 
@@ -53,6 +53,14 @@ def test_run_folder_and_metrics(tmp_path, tiny_overrides):
     assert best.preprocess["image_size"] == 32 and len(template) == 5
     assert template[0][0] < template[1][0] and template[3][0] < template[4][0]  # image-left eye / mouth corner first
     assert template[0][1] < template[2][1] < template[3][1]  # eyes above nose above mouth
+
+
+def test_select_tasks_scores_only_those_tasks():
+    """train.select_tasks: the best checkpoint follows the chosen tasks' validation scores alone."""
+    val = {"expr": {"macro_f1": 0.9}, "au": {"f1_mean": 0.3}, "lmk": {"nme": 0.1}}
+    assert selection_score(val) == pytest.approx((0.9 + 0.3 + 0.9) / 3)
+    assert selection_score(val, ["au"]) == pytest.approx(0.3)
+    assert selection_score(val, ["au", "lmk"]) == pytest.approx(0.6)
 
 
 def test_existing_run_needs_resume(tmp_path, tiny_overrides):

@@ -124,6 +124,9 @@ class TrainConfig:
     checkpoint_every: int = 0  # also save last.safetensors every N steps (0: end of epoch only)
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     threads: int = 0  # torch.set_num_threads; 0 = leave torch's default
+    # tasks whose validation scores pick the best checkpoint (mean of their primary scores); empty: every
+    # task. A main task with auxiliaries (MAL: [au]) should be selected on its own score alone.
+    select_tasks: list[str] = field(default_factory=list)
     progress: bool = True
     # Speed (README "Distributed / GPU"); each is safe on CPU.
     amp: str = "none"  # none | bf16: autocast of the forward and loss (no loss scaling needed)
@@ -371,6 +374,10 @@ def validate(config: Config) -> None:
             if name == "label_fraction":
                 _check_range(f"{key}.{task}", value, 0.0, 1.0)
     _check_range("data.label_noise", config.data.label_noise, 0.0, 1.0)
+    for task in config.train.select_tasks:
+        if task not in config.model.tasks:
+            raise FacemtlError(f"train.select_tasks: {task!r} is not a task of this model; model.tasks: "
+                               f"{', '.join(config.model.tasks)}")
     if config.data.num_expr_classes not in (7, 8):
         raise FacemtlError(f"data.num_expr_classes={config.data.num_expr_classes}; expected 7 or 8")
     if config.data.num_landmarks not in (5, 68):

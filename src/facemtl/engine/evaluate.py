@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -119,9 +119,10 @@ def primary_scores(results: dict[str, Any]) -> dict[str, float]:
     return scores
 
 
-def selection_score(results: dict[str, Any]) -> float:
-    """Mean of :func:`primary_scores`: the validation number the best checkpoint maximises."""
-    scores = primary_scores(results)
+def selection_score(results: dict[str, Any], tasks: Sequence[str] = ()) -> float:
+    """Mean of :func:`primary_scores` (of ``tasks`` only, when given): the validation number the best
+    checkpoint maximises."""
+    scores = {task: score for task, score in primary_scores(results).items() if not tasks or task in tasks}
     return float(np.mean(list(scores.values()))) if scores else float("-inf")
 
 

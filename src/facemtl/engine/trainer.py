@@ -309,7 +309,7 @@ class Trainer:
         distributed.broadcast_buffers(self.method)
         method_logs = self.method.on_epoch_end(epoch)
         val = self.evaluate_split("val")
-        score = selection_score(val)
+        score = selection_score(val, self.config.train.select_tasks)
         count = max(self.state["count"], 1)
         row: dict[str, Any] = {"epoch": epoch + 1, "step": self.state["step"], "lr": self.optimizer.param_groups[0]["lr"]}
         row.update({f"train_{k}": v / count for k, v in self.state["sums"].items()})
