@@ -63,6 +63,15 @@ def test_select_tasks_scores_only_those_tasks():
     assert selection_score(val, ["au", "lmk"]) == pytest.approx(0.6)
 
 
+def test_trainer_picks_the_best_checkpoint_on_select_tasks(tmp_path, tiny_overrides):
+    config = load_config(None, tiny_overrides + ["model.tasks=[au,expr]", "train.select_tasks=[au]"])
+    metrics = Trainer(config, tmp_path / "run").fit()
+    rows = list(csv.DictReader((tmp_path / "run" / "log.csv").open()))
+    assert all(float(r["val_score"]) == pytest.approx(float(r["val_au"])) for r in rows)
+    assert any(float(r["val_score"]) != pytest.approx((float(r["val_au"]) + float(r["val_expr"])) / 2) for r in rows)
+    assert metrics["best_epoch"] == int(max(rows, key=lambda r: float(r["val_au"]))["epoch"])
+
+
 def test_existing_run_needs_resume(tmp_path, tiny_overrides):
     config = load_config(None, tiny_overrides + ["train.epochs=1"])
     Trainer(config, tmp_path / "run").fit()
