@@ -36,9 +36,9 @@ Engineering choices, and why:
 - ``virtual_step: heads`` moves nothing under the backbone's last stage, so on backbones that
   split there (built-in VGG-style ones) the ``difference`` pass starts from the base pass's
   last-stage input instead of running the whole network again.
-- ``meta_input`` parts ``dynamics`` and ``alignment`` read a face's history rather than one visit
-  (:class:`FaceHistory`: its label confidence, and its alignment with the meta gradient, over its
-  visits), because one visit's loss or alignment is too noisy to tell a corrupted auxiliary label
+- ``meta_input`` parts ``dynamics``, ``margin`` and ``alignment`` read a face's history rather than one
+  visit (:class:`FaceHistory`: its label confidence, its label margin, and its alignment with the meta
+  gradient, over its visits), because one visit's loss or alignment is too noisy to tell a corrupted auxiliary label
   from a hard clean one; the histories are buffers, so resume keeps them.
 - With ``hypergradient: difference`` each face's alignment with the meta gradient is logged
   (``align_*``): it is what the meta-net is taught, so it shows whether a weight *can* learn a
@@ -81,7 +81,7 @@ _CHOICES = {
 
 #: parts of ``method.meta_input``
 META_INPUTS = ("feat", "loss", "label", "au", "dynamics", "margin", "alignment")
-#: tasks whose per-face histories ``meta_input`` parts dynamics and alignment keep, in column order
+#: tasks whose per-face histories ``meta_input`` parts dynamics, margin and alignment keep, in column order
 HISTORY_TASKS = ("au", "expr")
 
 
@@ -380,6 +380,8 @@ class MALMethod(Method):
         the model, taught by the other faces, confidently predicts *another* class (a large negative
         margin), while on a hard face it hesitates (a margin near 0). The mean margin over the visits (the
         area under the margin) ranks mislabelled samples apart from hard ones (Pleiss et al., NeurIPS 2020).
+        On the synthetic benchmark it separates corrupted auxiliary labels no better than ``dynamics``
+        (AUC 0.93 both; docs/benchmarks.md).
         """
         self.label_margin.record(batch["index"], *self._per_face(label_margins(outputs, batch), batch))
 
