@@ -168,7 +168,8 @@ def separation_auc(clean: torch.Tensor, corrupted: torch.Tensor) -> float:
 
 def history_separation(trainer: Any, _metrics: dict, _rows: list[dict]) -> dict:
     """How well each per-face history MAL kept tells clean from corrupted expression labels at the end
-    (AUC over the training faces with an expression label): what the meta-net *could* learn from it."""
+    (AUC over the training faces with an expression label): what the meta-net *could* learn from it; and
+    MAL's final expression weights by expression intensity (:func:`weights_by_intensity`)."""
     method, train = trainer.method, trainer.train_set
     flipped, labelled = train.info["expr_flipped"].bool(), train.mask["expr"].bool()
     out = {}
@@ -181,6 +182,39 @@ def history_separation(trainer: Any, _metrics: dict, _rows: list[dict]) -> dict:
         expr = HISTORY_TASKS.index("expr")
         for stat, values in (("mean", mean[:, expr]), ("std", std[:, expr])):
             out[f"auc_{name}_{stat}"] = separation_auc(values[labelled & ~flipped], values[labelled & flipped])
+    if isinstance(method, MALMethod) and "expr_intensity" in train.info:
+        out.update(weights_by_intensity(trainer))
+    return out
+
+
+@torch.no_grad()
+def final_expr_weights(method: MALMethod, train: Any, batch_size: int = 256) -> torch.Tensor:
+    """``[N]``: the meta-net's expression weight of every training face at the loaded checkpoint (eval mode,
+    inputs standardised over batches of ``batch_size``; nothing recorded)."""
+    method.eval()
+    weights = []
+    for start in range(0, len(train), batch_size):
+        batch = train.__getitems__(list(range(start, min(start + batch_size, len(train)))))
+        outputs = method.net(batch["image"])
+        weights.append(method.sample_weights(method.meta_inputs(outputs, method.entry_losses(outputs, batch), batch))["expr"])
+    return torch.cat(weights)
+
+
+def weights_by_intensity(trainer: Any) -> dict:
+    """Mean final expression weight of clean faces with a subtle (below the median intensity) and a strong
+    expression, of neutral clean faces and of corrupted faces: whether a meta-net's input lowers the *hard*
+    clean faces along with the corrupted ones (the ideal weighting keeps all clean faces alike)."""
+    train = trainer.train_set
+    weights = final_expr_weights(trainer.method, train)
+    labelled, flipped = train.mask["expr"].bool(), train.info["expr_flipped"].bool()
+    intensity = train.info["expr_intensity"]
+    clean = labelled & ~flipped
+    expressive = clean & (intensity > 0)
+    median = intensity[expressive].median()
+    groups = {"subtle": expressive & (intensity <= median), "strong": expressive & (intensity > median),
+              "neutral": clean & (intensity == 0)}
+    out = {f"final_weight_clean_{name}": float(weights[rows].mean()) for name, rows in groups.items() if bool(rows.any())}
+    out["final_weight_flipped"] = float(weights[labelled & flipped].mean())
     return out
 
 
@@ -191,7 +225,7 @@ def train_one(name: str, overrides: list[str]) -> dict:
     for key in ("weight_expr_clean", "weight_expr_flipped", "weight_au", "meta_size"):
         if last.get(key):
             result[key] = float(last[key])
-    result.update({key: value for key, value in run.items() if key.startswith("auc_")})
+    result.update({key: value for key, value in run.items() if key.startswith(("auc_", "final_weight_"))})
     for key in ALIGNMENT:  # mean over the epochs: the per-epoch means are noisy
         values = [float(row[key]) for row in run["rows"] if row.get(key)]
         if values:
@@ -238,7 +272,7 @@ def summarise(results: list[dict]) -> list[dict]:
     for name in dict.fromkeys(r["variant"] for r in results):
         runs = [r for r in results if r["variant"] == name]
         row = {"variant": name, "au_f1": [r["au_f1"] for r in runs]}
-        aucs = sorted({key for r in runs for key in r if key.startswith("auc_")})
+        aucs = sorted({key for r in runs for key in r if key.startswith(("auc_", "final_weight_"))})
         for key in ("weight_expr_clean", "weight_expr_flipped", "weight_au", *ALIGNMENT, *aucs):
             values = [r[key] for r in runs if key in r]
             row[key] = statistics.mean(values) if values else None
@@ -261,6 +295,10 @@ def print_table(table: list[dict], times: dict[str, float]) -> None:
         if aucs:
             print(f"{row['variant']}: history AUC clean > corrupted (best checkpoint) "
                   + ", ".join(f"{key} {value:.3f}" for key, value in aucs.items()))
+        finals = {key[13:]: value for key, value in row.items() if key.startswith("final_weight_") and value is not None}
+        if finals:
+            print(f"{row['variant']}: final expression weight (best checkpoint) "
+                  + ", ".join(f"{key} {value:.3f}" for key, value in finals.items()))
     if not times:  # --timing-steps 0
         return
     plain = times["plain"]

@@ -119,3 +119,8 @@ def test_ambiguous_noise_flips_weak_expressions_more_often():
     assert int(ambiguous.info["expr_flipped"].sum()) == int(uniform.info["expr_flipped"].sum()) == 300
     # Neutral faces (intensity 0) are the most ambiguous: they are flipped far more often.
     assert neutral_share_of_flips(ambiguous) > 1.5 * neutral_share_of_flips(uniform)
+    # info.expr_intensity says how weak each face's expression is (0: neutral); ambiguous flips pick weak ones
+    intensity, neutral = ambiguous.info["expr_intensity"], ambiguous.info["expr_clean"] == 0
+    assert bool((intensity[neutral] == 0).all()) and bool((intensity[~neutral] > 0).all())
+    flipped = ambiguous.info["expr_flipped"]
+    assert float(intensity[flipped].mean()) < 0.8 * float(intensity[~flipped].mean())

@@ -12,6 +12,9 @@ selection and evaluation always see clean, fully labelled data:
   importance can see.
 - ``label_fraction.<task>``: only that fraction of training samples keep the task's labels.
 
+``info.expr_intensity`` gives each face's expression intensity (0 for neutral): how hard its
+expression is to read, for benchmarks that ask which faces a method down-weights.
+
 ``imbalance`` skews the expression frequencies geometrically (class 0 the most frequent,
 the last class ``imbalance`` times rarer) in every split, as real datasets are.
 """
@@ -93,7 +96,8 @@ def build_split(config: DataConfig, split: str) -> FaceDataset:
         "lmk": np.ones(num, bool),
         "attr": np.ones(faces.attr.shape, bool),
     }
-    info = {"expr_clean": labels["expr"].copy(), "expr_flipped": np.zeros(num, bool)}
+    info = {"expr_clean": labels["expr"].copy(), "expr_flipped": np.zeros(num, bool),
+            "expr_intensity": faces.intensity.astype(np.float32)}
     if split == "train":
         rng = np.random.default_rng(_split_seed(config.seed, split) + 1)
         if config.label_noise > 0:
