@@ -21,7 +21,8 @@ so every variant fits the same faces and the meta set's cost is not charged to M
 It reports the AU mean F1 on test (the checkpoint with the best validation AU F1), MAL's mean learned
 expression weight on clean vs corrupted training samples (last epoch), their mean alignment
 with the meta gradient over the run (``hypergradient: difference`` only; see ``align_*`` in
-:mod:`facemtl.methods.mal`), and, measured in the
+:mod:`facemtl.methods.mal`), how well each per-face history separates the two (``auc_*``), MAL's final
+weight of clean neutral / subtle / strong and of corrupted faces (``final_weight_*``), and, measured in the
 same process on the same batches, the wall time of one MAL step relative to one plain
 multi-task step, for the full virtual step and the heads-only option, each with both
 hypergradients (``autograd`` through the virtual step, and ``difference``).
