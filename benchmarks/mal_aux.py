@@ -173,18 +173,17 @@ def history_separation(trainer: Any, _metrics: dict, _rows: list[dict]) -> dict:
     MAL's final expression weights by expression intensity (:func:`weights_by_intensity`)."""
     method, train = trainer.method, trainer.train_set
     flipped, labelled = train.info["expr_flipped"].bool(), train.mask["expr"].bool()
-    out = {}
+    out, expr = {}, HISTORY_TASKS.index("expr")
     histories = {"confidence": getattr(method, "label_confidence", None), "margin": getattr(method, "label_margin", None),
                  "alignment": getattr(method, "alignment_history", None)}
     for name, history in histories.items():
         if history is None or len(history.sums) == 0:
             continue
         mean, std = history.mean_std(torch.arange(len(history.sums)))
-        expr = HISTORY_TASKS.index("expr")
         for stat, values in (("mean", mean[:, expr]), ("std", std[:, expr])):
             out[f"auc_{name}_{stat}"] = separation_auc(values[labelled & ~flipped], values[labelled & flipped])
     if isinstance(method, MALMethod) and "expr_intensity" in train.info:
-        out.update(weights_by_intensity(trainer))
+        out.update(weights_by_intensity(final_expr_weights(method, train), labelled, flipped, train.info["expr_intensity"]))
     return out
 
 
@@ -201,14 +200,11 @@ def final_expr_weights(method: MALMethod, train: Any, batch_size: int = 256) -> 
     return torch.cat(weights)
 
 
-def weights_by_intensity(trainer: Any) -> dict:
+def weights_by_intensity(weights: torch.Tensor, labelled: torch.Tensor, flipped: torch.Tensor,
+                         intensity: torch.Tensor) -> dict:
     """Mean final expression weight of clean faces with a subtle (below the median intensity) and a strong
     expression, of neutral clean faces and of corrupted faces: whether a meta-net's input lowers the *hard*
     clean faces along with the corrupted ones (the ideal weighting keeps all clean faces alike)."""
-    train = trainer.train_set
-    weights = final_expr_weights(trainer.method, train)
-    labelled, flipped = train.mask["expr"].bool(), train.info["expr_flipped"].bool()
-    intensity = train.info["expr_intensity"]
     clean = labelled & ~flipped
     expressive = clean & (intensity > 0)
     median = intensity[expressive].median()
@@ -273,8 +269,8 @@ def summarise(results: list[dict]) -> list[dict]:
     for name in dict.fromkeys(r["variant"] for r in results):
         runs = [r for r in results if r["variant"] == name]
         row = {"variant": name, "au_f1": [r["au_f1"] for r in runs]}
-        aucs = sorted({key for r in runs for key in r if key.startswith(("auc_", "final_weight_"))})
-        for key in ("weight_expr_clean", "weight_expr_flipped", "weight_au", *ALIGNMENT, *aucs):
+        inspected = sorted({key for r in runs for key in r if key.startswith(("auc_", "final_weight_"))})
+        for key in ("weight_expr_clean", "weight_expr_flipped", "weight_au", *ALIGNMENT, *inspected):
             values = [r[key] for r in runs if key in r]
             row[key] = statistics.mean(values) if values else None
         table.append(row)
