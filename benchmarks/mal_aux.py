@@ -49,7 +49,7 @@ from facemtl.config import load_config
 from facemtl.data import build_datasets
 from facemtl.engine.trainer import build_method, build_optimizer
 from facemtl.methods import METHODS, TrainContext
-from facemtl.methods.mal import HISTORY_TASKS, MALConfig, MALMethod, draw_meta_set, drop_faces
+from facemtl.methods.mal import HISTORY_TASKS, MALConfig, MALMethod, draw_meta_set, drop_faces, standardize_within_label
 from facemtl.methods.plain import PlainMethod
 
 #: --quick: about 12 CPU-minutes (estimated from step times) for the 3 seeds (1,000 faces, 32 px, 5 epochs)
@@ -129,12 +129,15 @@ def mal_overrides(args: argparse.Namespace, meta_input: str, virtual_step: str =
         f"method.task_weights.expr={args.mal_expr_weight}", f"method.weight_au={str(not args.fix_au_weights).lower()}",
         f"method.meta_standardize={str(args.meta_standardize).lower()}",
         f"method.meta_holdout={str(not args.meta_in_base).lower()}",
+        f"method.history_by_label={str(args.history_by_label).lower()}",
     ]
 
 
 def _mal_name(stem: str, normalize: str, args: argparse.Namespace) -> str:
-    """``stem[normalize]/shared``: the normalisation unless batch, /shared when the meta faces also train theta."""
-    return stem + ("" if normalize == "batch" else f"[{normalize}]") + ("/shared" if args.meta_in_base else "")
+    """``stem[normalize]/by_label/shared``: the normalisation unless batch, /by_label when histories are compared
+    within each expression label, /shared when the meta faces also train theta."""
+    return (stem + ("" if normalize == "batch" else f"[{normalize}]") + ("/by_label" if args.history_by_label else "")
+            + ("/shared" if args.meta_in_base else ""))
 
 
 def variants(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -174,13 +177,15 @@ def history_separation(trainer: Any, _metrics: dict, _rows: list[dict]) -> dict:
     method, train = trainer.method, trainer.train_set
     flipped, labelled = train.info["expr_flipped"].bool(), train.mask["expr"].bool()
     out, expr = {}, HISTORY_TASKS.index("expr")
+    expr_labels = torch.where(labelled, train.labels["expr"].long(), -1)
     histories = {"confidence": getattr(method, "label_confidence", None), "margin": getattr(method, "label_margin", None),
                  "alignment": getattr(method, "alignment_history", None)}
     for name, history in histories.items():
         if history is None or len(history.sums) == 0:
             continue
-        mean, std = history.mean_std(torch.arange(len(history.sums)))
-        for stat, values in (("mean", mean[:, expr]), ("std", std[:, expr])):
+        mean, std = history.mean_std()
+        within_label = standardize_within_label(mean[:, expr], expr_labels, history.visited()[:, expr])
+        for stat, values in (("mean", mean[:, expr]), ("std", std[:, expr]), ("mean_within_label", within_label)):
             out[f"auc_{name}_{stat}"] = separation_auc(values[labelled & ~flipped], values[labelled & flipped])
     if isinstance(method, MALMethod) and "expr_intensity" in train.info:
         out.update(weights_by_intensity(final_expr_weights(method, train), labelled, flipped, train.info["expr_intensity"]))
@@ -342,6 +347,9 @@ def main() -> None:
                         help="MAL's expression task weight (with normalize sum: the fixed task balance, like rho)")
     parser.add_argument("--meta-standardize", action="store_true",
                         help="MAL standardises each meta-net input column over the base batch")
+    parser.add_argument("--history-by-label", action="store_true",
+                        help="MAL compares each face's expression history with its label's faces "
+                             "(method.history_by_label); names its variants .../by_label")
     parser.add_argument("--fix-au-weights", action="store_true", help="MAL weights expression samples only (AU at 1)")
     parser.add_argument("--hypergradient", default="autograd", choices=HYPERGRADIENTS, help="MAL's in the accuracy runs")
     parser.add_argument("--normalize", nargs="+", default=["batch"], choices=["none", "batch", "sum", "relative"],

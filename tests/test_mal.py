@@ -19,7 +19,7 @@ from facemtl.losses.meta import (
     weighted_task_loss,
 )
 from facemtl.methods import TrainContext
-from facemtl.methods.mal import MALMethod, label_margins, last_stage_prefix
+from facemtl.methods.mal import MALMethod, label_margins, last_stage_prefix, standardize_within_label
 from facemtl.tasks import FacemtlError
 
 TINY_MAL = [
@@ -61,6 +61,8 @@ def test_config_is_checked():
         _mal("model.tasks=[expr]")
     with pytest.raises(FacemtlError, match="method.meta_input='feat\\+feat' is not valid; join distinct parts"):
         load_config(None, ["method.name=mal", "method.meta_input=feat+feat"])
+    with pytest.raises(FacemtlError, match="history_by_label=true needs a meta_input part dynamics"):
+        load_config(None, ["method.name=mal", "method.meta_input=feat+loss", "method.history_by_label=true"])
 
 
 def test_meta_net_reads_the_parts_of_meta_input():
@@ -132,15 +134,11 @@ def test_label_margins_sign_au_logits_and_subtract_the_strongest_other_class():
     assert torch.equal(margins["expr"], torch.tensor([-3.0, 3.0, 0.0]))  # 2 - 5: loses to class 1; 5 - 2: wins over class 0
 
 
-def test_margin_input_is_each_faces_mean_label_margin():
-    """meta_input margin: per face and task (au, expr), its label margin averaged over its visits."""
-    _, train, method = _mal("method.meta_input=margin", "data.label_fraction.expr=0.5", "data.label_fraction.au=0.5")
-    method.eval()
-    batch = method.drop_meta_faces(train.__getitems__(list(range(32))))
-    labelled = torch.stack([batch["mask"]["au"].any(1), batch["mask"]["expr"].bool()], 1)
-    assert bool(labelled.all(1).any()) and bool((~labelled).any())
-    visits = []
-    for _ in range(3):
+def _margin_visits(method, batch, visits=3):
+    """``visits`` base passes over ``batch`` (each records a visit), the heads shaken between them; returns
+    the meta-net's input after the last and each visit's label margins ``[visits, B, 2]`` (au, expr)."""
+    margins = []
+    for _ in range(visits):
         with torch.no_grad():
             outputs = method.net(batch["image"])
         sign = 2 * batch["labels"]["au"].float() - 1
@@ -148,15 +146,56 @@ def test_margin_input_is_each_faces_mean_label_margin():
         au = (sign * outputs["au"] * au_mask).sum(1) / au_mask.sum(1).clamp_min(1)
         label = batch["labels"]["expr"].long().clamp_min(0)
         others = torch.stack([torch.cat([row[:k], row[k + 1:]]).max() for row, k in zip(outputs["expr"], label)])
-        visits.append(torch.stack([au, outputs["expr"][torch.arange(len(label)), label] - others], 1))
+        margins.append(torch.stack([au, outputs["expr"][torch.arange(len(label)), label] - others], 1))
         inputs = method.forward_base(batch).meta_inputs
         with torch.no_grad():
             for param in method.net.heads.parameters():
                 param.add_(0.3 * torch.randn_like(param))
-    expected = torch.stack(visits).mean(0) * labelled
+    return inputs, torch.stack(margins)
+
+
+def test_margin_input_is_each_faces_mean_label_margin():
+    """meta_input margin: per face and task (au, expr), its label margin averaged over its visits."""
+    _, train, method = _mal("method.meta_input=margin", "data.label_fraction.expr=0.5", "data.label_fraction.au=0.5")
+    method.eval()
+    batch = method.drop_meta_faces(train.__getitems__(list(range(32))))
+    labelled = torch.stack([batch["mask"]["au"].any(1), batch["mask"]["expr"].bool()], 1)
+    assert bool(labelled.all(1).any()) and bool((~labelled).any())
+    inputs, visits = _margin_visits(method, batch)
+    expected = visits.mean(0) * labelled
     assert inputs.shape == (len(batch["index"]), 2)
     assert torch.allclose(inputs, expected, atol=1e-5)
     assert float((visits[0] - visits[-1]).abs().max()) > 0.05  # the head changes moved the margins
+
+
+def test_standardize_within_label_compares_each_face_with_its_label_class():
+    values = torch.tensor([1.0, 2.0, 3.0, 10.0, 20.0, 5.0, 7.0, 100.0])
+    labels = torch.tensor([0, 0, 0, 1, 1, -1, 0, 1])
+    counted = torch.tensor([True, True, True, True, True, True, False, False])
+    spread = (2 / 3) ** 0.5  # class 0: 1, 2, 3; class 1: 10, 20 (the uncounted 7 and 100 do not enter)
+    expected = torch.tensor([-1 / spread, 0.0, 1 / spread, -1.0, 1.0, 0.0, 0.0, 0.0])
+    assert torch.allclose(standardize_within_label(values, labels, counted), expected)
+
+
+def test_history_by_label_standardises_the_expression_history_within_each_label():
+    """history_by_label: the expression column is each face's mean margin standardised over the visited
+    faces with its expression label; the AU column stays the plain mean."""
+    _, train, method = _mal("method.meta_input=margin", "method.history_by_label=true",
+                            "data.label_fraction.expr=0.5", "data.label_fraction.au=0.5")
+    method.eval()
+    batch = method.drop_meta_faces(train.__getitems__(list(range(48))))
+    has_expr = batch["mask"]["expr"].bool()
+    labels = torch.where(has_expr, batch["labels"]["expr"].long(), -1)
+    assert torch.equal(method.face_expr_label[batch["index"]], labels)
+    inputs, visits = _margin_visits(method, batch)
+    mean = visits.mean(0)
+    expected_expr = torch.zeros(len(labels))
+    for label in labels[has_expr].unique():
+        rows = labels == label
+        expected_expr[rows] = (mean[rows, 1] - mean[rows, 1].mean()) / mean[rows, 1].std(unbiased=False).clamp_min(1e-6)
+    assert int(torch.bincount(labels[has_expr]).max()) > 2  # some class has faces to compare
+    assert torch.allclose(inputs[:, 1], expected_expr, atol=1e-4)
+    assert torch.allclose(inputs[:, 0], mean[:, 0] * batch["mask"]["au"].any(1), atol=1e-5)
 
 
 def test_weighted_loss_with_unit_weights_is_the_masked_mean():

@@ -111,6 +111,11 @@ class MALConfig(MethodConfig):
     # standardise each input column over the base batch (mean 0, std 1): features and losses have
     # drifting, unequal scales, and the meta-net's sigmoid saturates on large inputs (its gradient then vanishes)
     meta_standardize: bool = False
+    # compare each face's expression history (parts dynamics, margin, alignment) with the faces that carry
+    # the same expression label: standardise it over the visited training faces with that label. Why: some
+    # clean classes are hard for every face (a neutral face looks like every subtle expression), so their
+    # histories look like corrupted labels' on an absolute scale, but not against their own class
+    history_by_label: bool = False
     weight_au: bool = True  # also weight AU samples; false fixes their weights at 1
     # batch: sum(w l)/n | sum: sum(w l)/sum(w) | none: sum(w l) | relative: batch / mean weight over both tasks
     normalize: str = "batch"
@@ -133,6 +138,9 @@ class MALConfig(MethodConfig):
         if "alignment" in parts and self.hypergradient != "difference":
             raise FacemtlError("method.meta_input part alignment needs method.hypergradient=difference "
                                "(the per-face alignments come from its forward difference)")
+        if self.history_by_label and not set(parts) & {"dynamics", "margin", "alignment"}:
+            raise FacemtlError(f"method.history_by_label=true needs a meta_input part dynamics, margin or alignment "
+                               f"(the histories it compares within each label); got {self.meta_input!r}")
         for key in ("meta_size", "meta_batch_size", "meta_hidden"):
             if getattr(self, key) < 1:
                 raise FacemtlError(f"method.{key}={getattr(self, key)} must be at least 1")
@@ -188,13 +196,19 @@ class FaceHistory(nn.Module):
         values = torch.where(visited.bool(), values, 0.0)  # an unvisited column's value may be anything (nan included)
         self.sums.index_add_(0, index, torch.stack([visited, values, values ** 2], dim=2))
 
-    def mean_std(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``([B, columns], [B, columns])``: the mean and std over each face's visits (0 without visits)."""
-        history = self.sums[index.to(self.sums.device)]
+    def mean_std(self, index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``([B, columns], [B, columns])``: the mean and std over each face's visits (0 without visits),
+        for the faces of ``index`` (``None``: every face, ``[num_faces, columns]``)."""
+        history = self.sums if index is None else self.sums[index.to(self.sums.device)]
         visits = history[..., 0].clamp_min(1)
         mean = history[..., 1] / visits
         std = (history[..., 2] / visits - mean ** 2).clamp_min(0).sqrt()
-        return mean.to(index.device), std.to(index.device)
+        device = self.sums.device if index is None else index.device
+        return mean.to(device), std.to(device)
+
+    def visited(self) -> torch.Tensor:
+        """``[num_faces, columns]`` bool: whether each face has a recorded visit in each column."""
+        return self.sums[..., 0] > 0
 
 
 @dataclass
@@ -269,6 +283,9 @@ class MALMethod(Method):
         self.label_confidence = FaceHistory(faces["dynamics"], len(HISTORY_TASKS))
         self.label_margin = FaceHistory(faces["margin"], len(HISTORY_TASKS))
         self.alignment_history = FaceHistory(faces["alignment"], len(HISTORY_TASKS))
+        # each training face's expression label (-1: none), filled by set_training_data (history_by_label)
+        by_label = config.history_by_label and any(faces.values())
+        self.register_buffer("face_expr_label", torch.full((context.num_train if by_label else 0,), -1, dtype=torch.long))
         self.stats = EpochStats(("weight_au", "weight_expr", "weight_expr_clean", "weight_expr_flipped", "loss_meta",
                                  "align_au", "align_expr", "align_expr_clean", "align_expr_flipped"))
         self.meta_data: Any = None
@@ -286,6 +303,9 @@ class MALMethod(Method):
         self.meta_index.copy_(draw_meta_set(dataset.mask["au"], k, self.config.meta_seed).to(self.meta_index.device))
         labelled = int(labelled_samples(dataset.mask["au"]).sum())
         self.meta_data = face_view(dataset)
+        if len(self.face_expr_label):
+            expr = torch.where(dataset.mask["expr"].bool(), dataset.labels["expr"].long(), -1)
+            self.face_expr_label.copy_(expr.to(self.face_expr_label.device))
         where = "held out of" if self.config.meta_holdout else "also kept in"
         print(f"MAL meta set: K={k} AU-labelled training faces {where} the base stream "
               f"(of {labelled} AU-labelled, {len(dataset.mask['au'])} in all)", flush=True)
@@ -353,9 +373,9 @@ class MALMethod(Method):
             elif part == "dynamics":
                 parts.append(self.training_dynamics(batch["index"]).to(outputs["feat"].dtype))
             elif part == "margin":
-                parts.append(self.label_margin.mean_std(batch["index"])[0].to(outputs["feat"].dtype))
+                parts.append(self.history_input(self.label_margin, batch["index"]).to(outputs["feat"].dtype))
             elif part == "alignment":
-                parts.append(self.alignment_history.mean_std(batch["index"])[0].to(outputs["feat"].dtype))
+                parts.append(self.history_input(self.alignment_history, batch["index"]).to(outputs["feat"].dtype))
             else:  # label: one-hot expression label, zeros where the face has none
                 classes = outputs["expr"].shape[1]
                 labelled = batch["mask"]["expr"].bool()
@@ -422,8 +442,22 @@ class MALMethod(Method):
         2020). On the synthetic benchmark it separates corrupted auxiliary labels well (AUC 0.93) but,
         alone, also lowers hard clean faces; beside ``alignment`` it does not (docs/benchmarks.md).
         """
-        mean, std = self.label_confidence.mean_std(index)
-        return torch.stack([mean, std], dim=2).flatten(1)
+        return self.history_input(self.label_confidence, index, with_std=True)
+
+    def history_input(self, history: FaceHistory, index: torch.Tensor, with_std: bool = False) -> torch.Tensor:
+        """``[B, T]`` (``[B, 2T]`` with the std beside each mean): the faces' mean (and std) of ``history``
+        over their visits per task of :data:`HISTORY_TASKS`; with ``history_by_label`` the expression
+        columns are standardised within the face's expression label (:func:`standardize_within_label`)."""
+        if not self.config.history_by_label:
+            mean, std = history.mean_std(index)
+            return torch.stack([mean, std], dim=2).flatten(1) if with_std else mean
+        mean, std = history.mean_std()
+        expr, counted = HISTORY_TASKS.index("expr"), history.visited()[:, HISTORY_TASKS.index("expr")]
+        columns = [mean, std] if with_std else [mean]
+        for column in columns:
+            column[:, expr] = standardize_within_label(column[:, expr], self.face_expr_label, counted)
+        rows = index.to(mean.device)
+        return torch.stack([column[rows] for column in columns], dim=2).flatten(1).to(index.device)
 
     def sample_weights(self, meta_inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{task: [B]}`` weights from the meta-net (AU weights are ones when not weighted)."""
@@ -641,6 +675,28 @@ def label_margins(outputs: dict[str, Any], batch: Batch) -> dict[str, torch.Tens
     others = expr_logits.scatter(1, label, float("-inf"))
     expr_margin = expr_logits.gather(1, label)[:, 0] - others.amax(1)
     return {"au": au_sign * au_logits, "expr": torch.where(mask["expr"].bool(), expr_margin, 0.0)}
+
+
+def standardize_within_label(values: torch.Tensor, labels: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
+    """``values [N]`` standardised within each label class: each value minus the mean over the ``counted``
+    faces with the same label, over their std (0, the class mean, for a face without a label, ``labels < 0``,
+    or not counted: an unvisited face has no history to judge).
+
+    Args:
+        values: one value per face.
+        labels: each face's class, -1 for none.
+        counted: ``[N]`` bool, the faces whose values enter their class's mean and std.
+    """
+    has_label = labels >= 0
+    classes = int(labels.max()) + 1 if bool(has_label.any()) else 1
+    label = labels.clamp_min(0)
+    keep = (counted & has_label).to(values.dtype)
+    count = torch.zeros(classes, dtype=values.dtype, device=values.device).index_add_(0, label, keep)
+    mean = torch.zeros_like(count).index_add_(0, label, keep * values) / count.clamp_min(1)
+    # two passes: a class's spread may be tiny beside its mean, where E[x^2] - E[x]^2 cancels in float32
+    squares = torch.zeros_like(count).index_add_(0, label, keep * (values - mean[label]) ** 2)
+    std = (squares / count.clamp_min(1)).sqrt().clamp_min(1e-6)
+    return torch.where(has_label & counted, (values - mean[label]) / std[label], 0.0)
 
 
 def draw_meta_set(au_mask: torch.Tensor, size: int, seed: int) -> torch.Tensor:
