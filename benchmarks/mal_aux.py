@@ -22,8 +22,8 @@ It reports the AU mean F1 on test (the checkpoint with the best validation AU F1
 expression weight on clean vs corrupted training samples (last epoch), their mean alignment
 with the meta gradient over the run (``hypergradient: difference`` only; see ``align_*`` in
 :mod:`facemtl.methods.mal`), how well each per-face history separates the two (``auc_*``), MAL's final
-weight of clean neutral / subtle / strong and of corrupted faces (``final_weight_*``), and, measured in the
-same process on the same batches, the wall time of one MAL step relative to one plain
+weight of clean neutral / subtle / strong and of corrupted faces, also per expression label
+(``final_weight_*``), and, measured in the same process on the same batches, the wall time of one MAL step relative to one plain
 multi-task step, for the full virtual step and the heads-only option, each with both
 hypergradients (``autograd`` through the virtual step, and ``difference``).
 
@@ -188,7 +188,9 @@ def history_separation(trainer: Any, _metrics: dict, _rows: list[dict]) -> dict:
         for stat, values in (("mean", mean[:, expr]), ("std", std[:, expr]), ("mean_within_label", within_label)):
             out[f"auc_{name}_{stat}"] = separation_auc(values[labelled & ~flipped], values[labelled & flipped])
     if isinstance(method, MALMethod) and "expr_intensity" in train.info:
-        out.update(weights_by_intensity(final_expr_weights(method, train), labelled, flipped, train.info["expr_intensity"]))
+        weights = final_expr_weights(method, train)
+        out.update(weights_by_intensity(weights, labelled, flipped, train.info["expr_intensity"]))
+        out.update(weights_by_label(weights, expr_labels, flipped))
     return out
 
 
@@ -217,6 +219,18 @@ def weights_by_intensity(weights: torch.Tensor, labelled: torch.Tensor, flipped:
               "neutral": clean & (intensity == 0)}
     out = {f"final_weight_clean_{name}": float(weights[rows].mean()) for name, rows in groups.items() if bool(rows.any())}
     out["final_weight_flipped"] = float(weights[labelled & flipped].mean())
+    return out
+
+
+def weights_by_label(weights: torch.Tensor, labels: torch.Tensor, flipped: torch.Tensor) -> dict:
+    """Mean final expression weight of the clean and of the corrupted faces carrying each expression label
+    (``labels``: -1 for none): whether a meta-net weights whole classes (e.g. given ``meta_input`` part label)
+    besides telling corrupted labels apart."""
+    out = {}
+    for label in labels[labels >= 0].unique().tolist():
+        for kind, rows in (("clean", (labels == label) & ~flipped), ("flipped", (labels == label) & flipped)):
+            if bool(rows.any()):
+                out[f"final_weight_{kind}_label{label}"] = float(weights[rows].mean())
     return out
 
 
