@@ -74,10 +74,27 @@ ALIGNMENT = ("align_expr_clean", "align_expr_flipped")
 @METHODS.register("mal_oracle")
 class OracleMAL(MALMethod):
     """Diagnostic: the meta-net reads the benchmark's corrupted-label flag, one-hot ``[clean, corrupted]``
-    (needs ``method.meta_input=loss``, the two-column input)."""
+    (needs ``method.meta_input=loss``, the two-column input).
+
+    ``error`` and ``from_epoch`` (set by ``--oracle-error`` / ``--oracle-from-epoch``) make it an imperfect
+    detector, to tell which property of the perfect flag a real input lacks: the flag is wrong for a fixed
+    ``error`` fraction of the faces (a detector of AUC ``1 - error``; the confidence history reaches about 0.9),
+    and hidden (``[0.5, 0.5]`` for every face: uniform weights) for the first ``from_epoch`` epochs (a detector
+    that needs the model trained first; the history-based weights split around epoch 4 of 8)."""
+
+    error = 0.0
+    from_epoch = 0
+
+    def set_training_data(self, dataset: Any) -> None:
+        super().set_training_data(dataset)
+        draw = torch.rand(len(dataset.mask["expr"]), generator=torch.Generator().manual_seed(self.config.meta_seed + 7))
+        self.wrong_flag = draw < self.error
 
     def meta_inputs(self, outputs: dict, entries: dict, batch: dict) -> torch.Tensor:
-        flipped = batch["info"]["expr_flipped"].to(outputs["feat"].dtype)[:, None]
+        flipped = batch["info"]["expr_flipped"].bool() ^ self.wrong_flag[batch["index"].cpu()].to(batch["index"].device)
+        flipped = flipped.to(outputs["feat"].dtype)[:, None]
+        if int(self.meta_steps) < self.from_epoch * self.context.steps_per_epoch:
+            flipped = torch.full_like(flipped, 0.5)
         return torch.cat([1 - flipped, flipped], dim=1)
 
 
@@ -154,7 +171,11 @@ def variants(args: argparse.Namespace) -> dict[str, list[str]]:
             name = _mal_name("mal" if meta_input == "feat" else f"mal_{meta_input}", normalize, args)
             out[name] = mal_overrides(args, meta_input, args.virtual_step, normalize)
         if args.oracle:
-            out[_mal_name("mal_oracle", normalize, args)] = [
+            OracleMAL.error, OracleMAL.from_epoch = args.oracle_error, args.oracle_from_epoch
+            imperfect = [f"{key}={value:g}" for key, value in (("error", args.oracle_error),
+                                                               ("from_epoch", args.oracle_from_epoch)) if value]
+            stem = "mal_oracle" + (f"({','.join(imperfect)})" if imperfect else "")
+            out[_mal_name(stem, normalize, args)] = [
                 *mal_overrides(args, "loss", args.virtual_step, normalize), "method.name=mal_oracle"]
     if args.variants:
         unknown = sorted(set(args.variants) - set(out))
@@ -342,6 +363,10 @@ def main() -> None:
                         help="MAL variants: '+'-joined parts of feat, loss, label, au, dynamics, margin, alignment (feat = paper)")
     parser.add_argument("--oracle", action="store_true",
                         help="also mal_oracle: the meta-net reads which expression labels are corrupted (diagnostic)")
+    parser.add_argument("--oracle-error", type=float, default=0.0,
+                        help="mal_oracle's flag is wrong for this fraction of the faces (a detector of AUC 1 - it)")
+    parser.add_argument("--oracle-from-epoch", type=int, default=0,
+                        help="mal_oracle's flag stays hidden (uniform weights) for this many epochs")
     parser.add_argument("--filtered", action="store_true",
                         help="also rho=<r>/filtered: the corrupted expression labels dropped "
                              "(the ideal weighting; diagnostic)")
