@@ -10,6 +10,10 @@ flipped, optionally few AU labels), for each seed and the same number of real up
   the ideal 0/1 weighting (diagnostic: how much any per-sample reweighting could gain);
 - ``rho=<r>/without_meta`` (``--without-meta``): the plain method never trained on MAL's meta faces, the
   baseline of the paper's protocol (its meta set is AU data outside the training set) for held-out MAL;
+- ``rho=<r>/history_filtered`` (``--history-filtered``): the plain method dropping, from its second epoch on,
+  the expression labels whose confidence history (mean ``p(label)`` over the face's visits, standardised within
+  its label) is among the lowest 40 %: small-loss selection on the signal MAL's ``dynamics`` input reads, with
+  the noise rate known (diagnostic: what a hard selection on that signal gains, without a meta-net);
 - ``mal_oracle`` (``--oracle``): a diagnostic MAL whose meta-net reads which expression labels are
   corrupted. It separates the hypergradient's signal from the meta-net's input: if the oracle's
   weights split clean from corrupted faces and a real input's do not, the input is the bottleneck.
@@ -49,7 +53,16 @@ from facemtl.config import load_config
 from facemtl.data import build_datasets
 from facemtl.engine.trainer import build_method, build_optimizer
 from facemtl.methods import METHODS, TrainContext
-from facemtl.methods.mal import HISTORY_TASKS, MALConfig, MALMethod, draw_meta_set, drop_faces, standardize_within_label
+from facemtl.losses.meta import expr_sample_losses
+from facemtl.methods.mal import (
+    HISTORY_TASKS,
+    FaceHistory,
+    MALConfig,
+    MALMethod,
+    draw_meta_set,
+    drop_faces,
+    standardize_within_label,
+)
 from facemtl.methods.plain import PlainMethod
 
 #: --quick: about 12 CPU-minutes (estimated from step times) for the 3 seeds (1,000 faces, 32 px, 5 epochs)
@@ -109,6 +122,36 @@ class FilteredPlain(PlainMethod):
         return super().training_step({**batch, "mask": {**batch["mask"], "expr": clean}})
 
 
+@METHODS.register("plain_history_filtered")
+class HistoryFilteredPlain(PlainMethod):
+    """Diagnostic: fixed weighting that drops the expression labels whose confidence history is among the
+    lowest ``drop_fraction`` (the benchmark's noise rate, ``--noise``), from its second epoch on. The history is
+    MAL's ``dynamics`` signal, each face's mean ``p(label)`` over its visits, standardised within its label
+    (:func:`standardize_within_label`), so the selection is what the meta-net could learn from that input
+    with a hard threshold and the noise rate given."""
+
+    drop_fraction = 0.4
+
+    def set_training_data(self, dataset: Any) -> None:
+        self.confidence = FaceHistory(len(dataset.mask["expr"]), 1)
+        self.face_labels = torch.where(dataset.mask["expr"].bool(), dataset.labels["expr"].long(), -1)
+        self.steps = 0
+
+    def training_step(self, batch: dict) -> dict:
+        outputs = self.net(batch["image"])
+        labels, mask = batch["labels"]["expr"], batch["mask"]["expr"]
+        confidence = torch.exp(-expr_sample_losses(outputs["expr"], labels, mask).detach())
+        self.confidence.record(batch["index"], confidence[:, None], mask.float()[:, None])
+        if self.steps >= self.context.steps_per_epoch:  # every face has been seen once
+            mean, _ = self.confidence.mean_std()
+            visited = self.confidence.visited()[:, 0]
+            score = standardize_within_label(mean[:, 0], self.face_labels, visited)
+            threshold = score[visited & (self.face_labels >= 0)].quantile(self.drop_fraction)
+            mask = mask & (score[batch["index"]] > threshold).to(mask.dtype)
+        self.steps += 1
+        return self.combine(self.task_losses(outputs, {**batch, "mask": {**batch["mask"], "expr": mask}}))
+
+
 @METHODS.register("plain_without_meta")
 class PlainWithoutMetaFaces(PlainMethod):
     """Baseline under the paper's protocol, where the meta set is AU data outside the training set:
@@ -163,6 +206,10 @@ def variants(args: argparse.Namespace) -> dict[str, list[str]]:
     if args.filtered:
         out.update({f"rho={r:g}/filtered": ["method.name=plain_filtered", f"method.task_weights.expr={r}"]
                     for r in args.rhos})
+    if args.history_filtered:
+        HistoryFilteredPlain.drop_fraction = args.noise
+        out.update({f"rho={r:g}/history_filtered": ["method.name=plain_history_filtered",
+                                                    f"method.task_weights.expr={r}"] for r in args.rhos})
     if args.without_meta:
         out.update({f"rho={r:g}/without_meta": ["method.name=plain_without_meta", f"method.task_weights.expr={r}"]
                     for r in args.rhos})
@@ -370,6 +417,9 @@ def main() -> None:
     parser.add_argument("--filtered", action="store_true",
                         help="also rho=<r>/filtered: the corrupted expression labels dropped "
                              "(the ideal weighting; diagnostic)")
+    parser.add_argument("--history-filtered", action="store_true",
+                        help="also rho=<r>/history_filtered: drops the expression labels with the lowest confidence "
+                             "history (small-loss selection, noise rate known; diagnostic)")
     parser.add_argument("--without-meta", action="store_true",
                         help="also rho=<r>/without_meta: never trained on MAL's meta faces (the paper's protocol, "
                              "where the meta set is AU data outside the training set; compare with held-out MAL)")
