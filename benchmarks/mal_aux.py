@@ -91,17 +91,25 @@ class OracleMAL(MALMethod):
 
     ``error`` and ``from_epoch`` (set by ``--oracle-error`` / ``--oracle-from-epoch``) make it an imperfect
     detector, to tell which property of the perfect flag a real input lacks: the flag is wrong for a fixed
-    ``error`` fraction of the faces (a detector of AUC ``1 - error``; the confidence history reaches about 0.9),
+    ``error`` fraction of the faces, drawn at random (a detector of AUC ``1 - error``; the confidence history
+    reaches about 0.9) or, with ``error_on`` weak (``--oracle-error-on weak``), put on the clean faces with the
+    weakest expression, neutral ones first (the faces the confidence history lowers with the corrupted ones),
     and hidden (``[0.5, 0.5]`` for every face: uniform weights) for the first ``from_epoch`` epochs (a detector
     that needs the model trained first; the history-based weights split around epoch 4 of 8)."""
 
     error = 0.0
+    error_on = "random"  # random | weak (the clean faces with the weakest expression, neutral first)
     from_epoch = 0
 
     def set_training_data(self, dataset: Any) -> None:
         super().set_training_data(dataset)
         draw = torch.rand(len(dataset.mask["expr"]), generator=torch.Generator().manual_seed(self.config.meta_seed + 7))
         self.wrong_flag = draw < self.error
+        if self.error_on == "weak":  # as many wrong flags, on the clean faces with the weakest expression
+            clean = dataset.mask["expr"].bool() & ~dataset.info["expr_flipped"].bool()
+            order = torch.where(clean, dataset.info["expr_intensity"] + 1e-6 * draw, float("inf")).argsort()
+            self.wrong_flag = torch.zeros_like(self.wrong_flag)
+            self.wrong_flag[order[:int(self.error * len(draw))]] = True
 
     def meta_inputs(self, outputs: dict, entries: dict, batch: dict) -> torch.Tensor:
         flipped = batch["info"]["expr_flipped"].bool() ^ self.wrong_flag[batch["index"].cpu()].to(batch["index"].device)
@@ -137,17 +145,23 @@ class HistoryFilteredPlain(PlainMethod):
         self.face_labels = torch.where(dataset.mask["expr"].bool(), dataset.labels["expr"].long(), -1)
         self.steps = 0
 
+    def selection_score(self) -> torch.Tensor:
+        """``[N]``: each face's mean label confidence, standardised within its label (0: unvisited)."""
+        mean, _ = self.confidence.mean_std()
+        return standardize_within_label(mean[:, 0], self.face_labels, self.confidence.visited()[:, 0])
+
+    def kept_faces(self) -> torch.Tensor:
+        """``[N]`` bool: the faces whose expression label is kept (score above the ``drop_fraction`` quantile)."""
+        score, counted = self.selection_score(), self.confidence.visited()[:, 0] & (self.face_labels >= 0)
+        return score > score[counted].quantile(self.drop_fraction)
+
     def training_step(self, batch: dict) -> dict:
         outputs = self.net(batch["image"])
         labels, mask = batch["labels"]["expr"], batch["mask"]["expr"]
         confidence = torch.exp(-expr_sample_losses(outputs["expr"], labels, mask).detach())
         self.confidence.record(batch["index"], confidence[:, None], mask.float()[:, None])
         if self.steps >= self.context.steps_per_epoch:  # every face has been seen once
-            mean, _ = self.confidence.mean_std()
-            visited = self.confidence.visited()[:, 0]
-            score = standardize_within_label(mean[:, 0], self.face_labels, visited)
-            threshold = score[visited & (self.face_labels >= 0)].quantile(self.drop_fraction)
-            mask = mask & (score[batch["index"]] > threshold).to(mask.dtype)
+            mask = mask & self.kept_faces()[batch["index"]].to(mask.dtype)
         self.steps += 1
         return self.combine(self.task_losses(outputs, {**batch, "mask": {**batch["mask"], "expr": mask}}))
 
@@ -218,9 +232,12 @@ def variants(args: argparse.Namespace) -> dict[str, list[str]]:
             name = _mal_name("mal" if meta_input == "feat" else f"mal_{meta_input}", normalize, args)
             out[name] = mal_overrides(args, meta_input, args.virtual_step, normalize)
         if args.oracle:
-            OracleMAL.error, OracleMAL.from_epoch = args.oracle_error, args.oracle_from_epoch
+            OracleMAL.error, OracleMAL.error_on = args.oracle_error, args.oracle_error_on
+            OracleMAL.from_epoch = args.oracle_from_epoch
             imperfect = [f"{key}={value:g}" for key, value in (("error", args.oracle_error),
                                                                ("from_epoch", args.oracle_from_epoch)) if value]
+            if args.oracle_error and args.oracle_error_on != "random":
+                imperfect.append(f"on={args.oracle_error_on}")
             stem = "mal_oracle" + (f"({','.join(imperfect)})" if imperfect else "")
             out[_mal_name(stem, normalize, args)] = [
                 *mal_overrides(args, "loss", args.virtual_step, normalize), "method.name=mal_oracle"]
@@ -255,8 +272,11 @@ def history_separation(trainer: Any, _metrics: dict, _rows: list[dict]) -> dict:
         within_label = standardize_within_label(mean[:, expr], expr_labels, history.visited()[:, expr])
         for stat, values in (("mean", mean[:, expr]), ("std", std[:, expr]), ("mean_within_label", within_label)):
             out[f"auc_{name}_{stat}"] = separation_auc(values[labelled & ~flipped], values[labelled & flipped])
-    if isinstance(method, MALMethod) and "expr_intensity" in train.info:
-        weights = final_expr_weights(method, train)
+    if isinstance(method, HistoryFilteredPlain):  # its selection at the end: kept 1, dropped 0
+        score = method.selection_score()
+        out["auc_confidence_mean_within_label"] = separation_auc(score[labelled & ~flipped], score[labelled & flipped])
+    if isinstance(method, (MALMethod, HistoryFilteredPlain)) and "expr_intensity" in train.info:
+        weights = final_expr_weights(method, train) if isinstance(method, MALMethod) else method.kept_faces().float()
         out.update(weights_by_intensity(weights, labelled, flipped, train.info["expr_intensity"]))
         out.update(weights_by_label(weights, expr_labels, flipped))
     return out
@@ -412,6 +432,9 @@ def main() -> None:
                         help="also mal_oracle: the meta-net reads which expression labels are corrupted (diagnostic)")
     parser.add_argument("--oracle-error", type=float, default=0.0,
                         help="mal_oracle's flag is wrong for this fraction of the faces (a detector of AUC 1 - it)")
+    parser.add_argument("--oracle-error-on", default="random", choices=["random", "weak"],
+                        help="which faces get mal_oracle's wrong flags: random ones, or the clean faces with the "
+                             "weakest expression (neutral first)")
     parser.add_argument("--oracle-from-epoch", type=int, default=0,
                         help="mal_oracle's flag stays hidden (uniform weights) for this many epochs")
     parser.add_argument("--filtered", action="store_true",
