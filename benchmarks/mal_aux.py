@@ -10,9 +10,9 @@ flipped, optionally few AU labels), for each seed and the same number of real up
   the ideal 0/1 weighting (diagnostic: how much any per-sample reweighting could gain);
 - ``rho=<r>/without_meta`` (``--without-meta``): the plain method never trained on MAL's meta faces, the
   baseline of the paper's protocol (its meta set is AU data outside the training set) for held-out MAL;
-- ``rho=<r>/history_filtered`` (``--history-filtered``): the plain method dropping, from its second epoch on,
-  the expression labels whose confidence history (mean ``p(label)`` over the face's visits, standardised within
-  its label) is among the lowest 40 %: small-loss selection on the signal MAL's ``dynamics`` input reads, with
+- ``rho=<r>/history_filtered`` (``--history-filtered``): the plain method dropping, from its second epoch on
+  (``--history-filtered-from-epoch``), the expression labels whose confidence history (mean ``p(label)`` over the
+  face's visits, standardised within its label) is among the lowest ``--noise``: small-loss selection on the signal MAL's ``dynamics`` input reads, with
   the noise rate known (diagnostic: what a hard selection on that signal gains, without a meta-net);
 - ``mal_oracle`` (``--oracle``): a diagnostic MAL whose meta-net reads which expression labels are
   corrupted. It separates the hypergradient's signal from the meta-net's input: if the oracle's
@@ -133,12 +133,14 @@ class FilteredPlain(PlainMethod):
 @METHODS.register("plain_history_filtered")
 class HistoryFilteredPlain(PlainMethod):
     """Diagnostic: fixed weighting that drops the expression labels whose confidence history is among the
-    lowest ``drop_fraction`` (the benchmark's noise rate, ``--noise``), from its second epoch on. The history is
+    lowest ``drop_fraction`` (the benchmark's noise rate, ``--noise``), after ``from_epoch`` epochs (``--history-
+    filtered-from-epoch``, default 1: every face seen once) on every label. The history is
     MAL's ``dynamics`` signal, each face's mean ``p(label)`` over its visits, standardised within its label
     (:func:`standardize_within_label`), so the selection is what the meta-net could learn from that input
     with a hard threshold and the noise rate given."""
 
     drop_fraction = 0.4
+    from_epoch = 1  # epochs trained on every label before the selection starts (1: every face seen once)
 
     def set_training_data(self, dataset: Any) -> None:
         self.confidence = FaceHistory(len(dataset.mask["expr"]), 1)
@@ -160,7 +162,7 @@ class HistoryFilteredPlain(PlainMethod):
         labels, mask = batch["labels"]["expr"], batch["mask"]["expr"]
         confidence = torch.exp(-expr_sample_losses(outputs["expr"], labels, mask).detach())
         self.confidence.record(batch["index"], confidence[:, None], mask.float()[:, None])
-        if self.steps >= self.context.steps_per_epoch:  # every face has been seen once
+        if self.steps >= self.from_epoch * self.context.steps_per_epoch:
             mask = mask & self.kept_faces()[batch["index"]].to(mask.dtype)
         self.steps += 1
         return self.combine(self.task_losses(outputs, {**batch, "mask": {**batch["mask"], "expr": mask}}))
@@ -222,7 +224,9 @@ def variants(args: argparse.Namespace) -> dict[str, list[str]]:
                     for r in args.rhos})
     if args.history_filtered:
         HistoryFilteredPlain.drop_fraction = args.noise
-        out.update({f"rho={r:g}/history_filtered": ["method.name=plain_history_filtered",
+        HistoryFilteredPlain.from_epoch = args.history_filtered_from_epoch
+        late = "" if args.history_filtered_from_epoch == 1 else f"(from_epoch={args.history_filtered_from_epoch})"
+        out.update({f"rho={r:g}/history_filtered{late}": ["method.name=plain_history_filtered",
                                                     f"method.task_weights.expr={r}"] for r in args.rhos})
     if args.without_meta:
         out.update({f"rho={r:g}/without_meta": ["method.name=plain_without_meta", f"method.task_weights.expr={r}"]
@@ -443,6 +447,8 @@ def main() -> None:
     parser.add_argument("--history-filtered", action="store_true",
                         help="also rho=<r>/history_filtered: drops the expression labels with the lowest confidence "
                              "history (small-loss selection, noise rate known; diagnostic)")
+    parser.add_argument("--history-filtered-from-epoch", type=int, default=1,
+                        help="epochs history_filtered trains on every label before it selects")
     parser.add_argument("--without-meta", action="store_true",
                         help="also rho=<r>/without_meta: never trained on MAL's meta faces (the paper's protocol, "
                              "where the meta set is AU data outside the training set; compare with held-out MAL)")
