@@ -415,6 +415,26 @@ def test_reduces_to_plain_multitask_when_psi_is_frozen_at_one(virtual_step, hype
         assert torch.allclose(mal.net.state_dict()[key].float(), value.float(), atol=1e-6), key
 
 
+def test_weights_apply_only_from_weight_from_epoch():
+    """weight_from_epoch=1: the first epoch's real steps are plain multi-task steps while psi learns; the
+    learned weights apply from the second epoch (the context has 3 steps per epoch)."""
+    _, train, mal = _mal("method.weight_from_epoch=1", "method.meta_lr=0.01")
+    config, _, plain = _mal(name="plain")
+    plain.net.load_state_dict(mal.net.state_dict())
+    psi = copy.deepcopy(mal.meta_net.state_dict())
+    opt_mal, opt_plain = build_optimizer(mal, config.train), build_optimizer(plain, config.train)
+    mal.train(), plain.train()
+    for start in (0, 32, 64, 0):
+        batch = train.__getitems__(list(range(start, start + 32)))
+        logs = mal.train_step(batch, opt_mal)
+        plain_logs = plain.train_step(mal.drop_meta_faces(batch), opt_plain)
+        if int(mal.meta_steps) <= 3:
+            assert logs["loss"] == pytest.approx(plain_logs["loss"], rel=1e-6)
+            assert logs["weight_expr"] < 0.9  # the logs report the meta-net's weights, not the applied ones
+    assert logs["loss"] < 0.9 * plain_logs["loss"]  # epoch 2: the weights (about 0.5, normalize: batch) apply
+    assert any(not torch.equal(value, mal.meta_net.state_dict()[key]) for key, value in psi.items())
+
+
 def test_sign_aligned_sample_gains_weight_anti_aligned_loses_it():
     """Two auxiliary samples, one whose gradient is the meta gradient and one its opposite."""
     u = torch.tensor([1.0, -2.0, 0.5])

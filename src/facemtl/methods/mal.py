@@ -117,6 +117,12 @@ class MALConfig(MethodConfig):
     # histories look like corrupted labels' on an absolute scale, but not against their own class
     history_by_label: bool = False
     weight_au: bool = True  # also weight AU samples; false fixes their weights at 1
+    # epochs whose real steps keep every weight at 1 (the fixed task weights) while the meta-net already learns
+    # and the per-face histories fill; the learned weights apply from then on. Why: a face lowered before the
+    # model has learned it keeps a low confidence history because it is lowered, so a history-based weight
+    # applied from the start confirms itself (docs/benchmarks.md: a hard selection on the confidence history
+    # loses 0.4 point of AU F1 from epoch 2 and gains 0.7 from epoch 4)
+    weight_from_epoch: int = 0
     # batch: sum(w l)/n | sum: sum(w l)/sum(w) | none: sum(w l) | relative: batch / mean weight over both tasks
     normalize: str = "batch"
     virtual_step: str = "all"  # parameters taking the virtual step: all | heads (+ last backbone stage)
@@ -141,6 +147,8 @@ class MALConfig(MethodConfig):
         if self.history_by_label and not set(parts) & {"dynamics", "margin", "alignment"}:
             raise FacemtlError(f"method.history_by_label=true needs a meta_input part dynamics, margin or alignment "
                                f"(the histories it compares within each label); got {self.meta_input!r}")
+        if self.weight_from_epoch < 0:
+            raise FacemtlError(f"method.weight_from_epoch={self.weight_from_epoch} must be >= 0")
         for key in ("meta_size", "meta_batch_size", "meta_hidden"):
             if getattr(self, key) < 1:
                 raise FacemtlError(f"method.{key}={getattr(self, key)} must be at least 1")
@@ -590,10 +598,13 @@ class MALMethod(Method):
         return {"loss_meta": float(meta_loss)}
 
     def base_step(self, base: BaseForward, batch: Batch, optimizer: torch.optim.Optimizer, grad_clip: float) -> dict[str, float]:
-        """The real step with weights from the updated psi (detached); commits the BN statistics."""
+        """The real step with weights from the updated psi (detached; all 1 before ``weight_from_epoch``, while
+        the logs still report the meta-net's weights); commits the BN statistics."""
         with torch.no_grad():
             weights = self.sample_weights(base.meta_inputs)
-        loss, losses = self.train_loss(base.outputs, batch, weights, base.entries)
+        warming_up = int(self.meta_steps) < self.config.weight_from_epoch * self.context.steps_per_epoch
+        applied = {task: torch.ones_like(w) for task, w in weights.items()} if warming_up else weights
+        loss, losses = self.train_loss(base.outputs, batch, applied, base.entries)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:
