@@ -206,13 +206,16 @@ def mal_overrides(args: argparse.Namespace, meta_input: str, virtual_step: str =
         f"method.meta_standardize={str(args.meta_standardize).lower()}",
         f"method.meta_holdout={str(not args.meta_in_base).lower()}",
         f"method.history_by_label={str(args.history_by_label).lower()}",
+        f"method.weight_from_epoch={args.weight_from_epoch}",
     ]
 
 
 def _mal_name(stem: str, normalize: str, args: argparse.Namespace) -> str:
-    """``stem[normalize]/by_label/shared``: the normalisation unless batch, /by_label when histories are compared
-    within each expression label, /shared when the meta faces also train theta."""
+    """``stem[normalize]/by_label/from_epoch=N/shared``: the normalisation unless batch, /by_label when histories
+    are compared within each expression label, /from_epoch=N when the weights apply from epoch N, /shared when the
+    meta faces also train theta."""
     return (stem + ("" if normalize == "batch" else f"[{normalize}]") + ("/by_label" if args.history_by_label else "")
+            + (f"/from_epoch={args.weight_from_epoch}" if args.weight_from_epoch else "")
             + ("/shared" if args.meta_in_base else ""))
 
 
@@ -468,6 +471,9 @@ def main() -> None:
     parser.add_argument("--history-by-label", action="store_true",
                         help="MAL compares each face's expression history with its label's faces "
                              "(method.history_by_label); names its variants .../by_label")
+    parser.add_argument("--weight-from-epoch", type=int, default=0,
+                        help="MAL's real steps keep unit weights for this many epochs (method.weight_from_epoch); "
+                             "names its variants .../from_epoch=N")
     parser.add_argument("--fix-au-weights", action="store_true", help="MAL weights expression samples only (AU at 1)")
     parser.add_argument("--hypergradient", default="autograd", choices=HYPERGRADIENTS, help="MAL's in the accuracy runs")
     parser.add_argument("--normalize", nargs="+", default=["batch"], choices=["none", "batch", "sum", "relative"],
