@@ -61,6 +61,8 @@ def test_config_is_checked():
         _mal("model.tasks=[expr]")
     with pytest.raises(FacemtlError, match="method.meta_input='feat\\+feat' is not valid; join distinct parts"):
         load_config(None, ["method.name=mal", "method.meta_input=feat+feat"])
+    with pytest.raises(FacemtlError, match="method.weight_from_epoch=-1 must be >= 0"):
+        load_config(None, ["method.name=mal", "method.weight_from_epoch=-1"])
     with pytest.raises(FacemtlError, match="history_by_label=true needs a meta_input part dynamics"):
         load_config(None, ["method.name=mal", "method.meta_input=feat+loss", "method.history_by_label=true"])
 
