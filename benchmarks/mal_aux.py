@@ -201,7 +201,8 @@ def mal_overrides(args: argparse.Namespace, meta_input: str, virtual_step: str =
         "method.name=mal", f"method.meta_input={meta_input}", f"method.virtual_step={virtual_step}",
         f"method.hypergradient={hypergradient or args.hypergradient}",
         f"method.meta_size={args.meta_size}", f"method.meta_batch_size={args.meta_batch_size}",
-        f"method.meta_lr={args.meta_lr}", f"method.normalize={normalize}",
+        f"method.meta_lr={args.meta_lr}", f"method.meta_weight_decay={args.meta_weight_decay}",
+        f"method.normalize={normalize}",
         f"method.task_weights.expr={args.mal_expr_weight}", f"method.weight_au={str(not args.fix_au_weights).lower()}",
         f"method.meta_standardize={str(args.meta_standardize).lower()}",
         f"method.meta_holdout={str(not args.meta_in_base).lower()}",
@@ -460,6 +461,7 @@ def main() -> None:
     parser.add_argument("--meta-size", type=int, default=300)
     parser.add_argument("--meta-batch-size", type=int, default=32)
     parser.add_argument("--meta-lr", type=float, default=1e-3)
+    parser.add_argument("--meta-weight-decay", type=float, default=0.0, help="MAL's meta-net weight decay")
     parser.add_argument("--meta-in-base", action="store_true",
                         help="MAL's meta faces also train theta (method.meta_holdout=false); "
                              "names its variants .../shared")
