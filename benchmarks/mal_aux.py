@@ -12,8 +12,9 @@ flipped, optionally few AU labels), for each seed and the same number of real up
   baseline of the paper's protocol (its meta set is AU data outside the training set) for held-out MAL;
 - ``rho=<r>/history_filtered`` (``--history-filtered``): the plain method dropping, from its second epoch on
   (``--history-filtered-from-epoch``), the expression labels whose confidence history (mean ``p(label)`` over the
-  face's visits, standardised within its label) is among the lowest ``--noise``: small-loss selection on the signal MAL's ``dynamics`` input reads, with
-  the noise rate known (diagnostic: what a hard selection on that signal gains, without a meta-net);
+  face's visits, standardised within its label) is among the lowest ``--noise``: small-loss selection on the
+  signal MAL's ``dynamics`` input reads, with the noise rate known (diagnostic: what a hard selection on that
+  signal gains, without a meta-net);
 - ``mal_oracle`` (``--oracle``): a diagnostic MAL whose meta-net reads which expression labels are
   corrupted. It separates the hypergradient's signal from the meta-net's input: if the oracle's
   weights split clean from corrupted faces and a real input's do not, the input is the bottleneck.
@@ -27,8 +28,8 @@ expression weight on clean vs corrupted training samples (last epoch), their mea
 with the meta gradient over the run (``hypergradient: difference`` only; see ``align_*`` in
 :mod:`facemtl.methods.mal`), how well each per-face history separates the two (``auc_*``), MAL's final
 weight of clean neutral / subtle / strong and of corrupted faces, also per expression label
-(``final_weight_*``), and, measured in the same process on the same batches, the wall time of one MAL step relative to one plain
-multi-task step, for the full virtual step and the heads-only option, each with both
+(``final_weight_*``), and, measured in the same process on the same batches, the wall time of one MAL
+step relative to one plain multi-task step, for the full virtual step and the heads-only option, each with both
 hypergradients (``autograd`` through the virtual step, and ``difference``).
 
     python benchmarks/mal_aux.py --protocol --seeds 0 1 2 3 4 --json mal.json   # the documented table, ~65 min
