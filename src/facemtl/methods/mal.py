@@ -123,7 +123,7 @@ class MALConfig(MethodConfig):
     # model has learned it keeps a low confidence history because it is lowered, so a history-based weight
     # applied from the start confirms itself (docs/benchmarks.md: a hard selection on the confidence history
     # loses 0.4 point of AU F1 after one epoch and gains 0.7 after four; MAL with dynamics+alignment goes from
-    # 0.35 below the best fixed weight to a tie over 10 seeds with weight_from_epoch 4 of 8)
+    # 0.35 below the best fixed weight to 0.37 above it over 10 seeds with weight_from_epoch 4 of 8, meta lr 1e-3)
     weight_from_epoch: int = 0
     # batch: sum(w l)/n | sum: sum(w l)/sum(w) | none: sum(w l) | relative: batch / mean weight over both tasks
     normalize: str = "batch"
