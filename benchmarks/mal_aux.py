@@ -123,7 +123,7 @@ class OracleMAL(MALMethod):
     def meta_inputs(self, outputs: dict, entries: dict, batch: dict) -> torch.Tensor:
         flipped = batch["info"]["expr_flipped"].bool() ^ self.wrong_flag[batch["index"].cpu()].to(batch["index"].device)
         flipped = flipped.to(outputs["feat"].dtype)[:, None]
-        if int(self.meta_steps) < self.from_epoch * self.context.steps_per_epoch:
+        if self.in_first_epochs(self.from_epoch):
             flipped = torch.full_like(flipped, 0.5)
         return torch.cat([1 - flipped, flipped], dim=1)
 

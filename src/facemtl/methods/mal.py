@@ -604,7 +604,7 @@ class MALMethod(Method):
         the logs still report the meta-net's weights); commits the BN statistics."""
         with torch.no_grad():
             weights = self.sample_weights(base.meta_inputs)
-        warming_up = int(self.meta_steps) < self.config.weight_from_epoch * self.context.steps_per_epoch
+        warming_up = self.in_first_epochs(self.config.weight_from_epoch)
         applied = {task: torch.ones_like(w) for task, w in weights.items()} if warming_up else weights
         loss, losses = self.train_loss(base.outputs, batch, applied, base.entries)
         optimizer.zero_grad(set_to_none=True)
@@ -621,6 +621,10 @@ class MALMethod(Method):
             labelled = labelled_samples(batch["mask"][task])
             logs[f"weight_{task}"] = float(weights[task][labelled].mean()) if bool(labelled.any()) else 0.0
         return {"loss": float(loss.detach()), **logs}
+
+    def in_first_epochs(self, epochs: int) -> bool:
+        """Whether training is still in its first ``epochs`` epochs (counted in MAL iterations: resume-exact)."""
+        return int(self.meta_steps) < epochs * self.context.steps_per_epoch
 
     def train_step(self, batch: Batch, optimizer: torch.optim.Optimizer, grad_clip: float = 0.0) -> dict[str, float]:
         """One MAL iteration: meta-train, meta-test, base learning."""
