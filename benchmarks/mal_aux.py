@@ -54,8 +54,8 @@ from _common import add_difficulty_argument, add_merge_argument, mean_std, merge
 from facemtl.config import load_config
 from facemtl.data import build_datasets
 from facemtl.engine.trainer import build_method, build_optimizer
-from facemtl.methods import METHODS, TrainContext
 from facemtl.losses.meta import expr_sample_losses
+from facemtl.methods import METHODS, TrainContext
 from facemtl.methods.mal import (
     HISTORY_TASKS,
     FaceHistory,

@@ -40,9 +40,9 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def random_checkpoint(folder: Path, backbone: str, image_size: int) -> Path:
     """A checkpoint of an untrained network, saved like the trainer saves one."""
     from facemtl.config import load_config
-    from facemtl.engine.checkpoint import save_checkpoint
+    from facemtl.io.checkpoint import save_checkpoint
+    from facemtl.labels import TASKS, LabelSpaces
     from facemtl.models import MultiTaskNet
-    from facemtl.tasks import TASKS, LabelSpaces
 
     config = load_config(None, [f"model.backbone={backbone}", f"data.image_size={image_size}"])
     spaces = LabelSpaces(au_names=tuple(f"AU{i}" for i in (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 24, 25, 26, 43)))

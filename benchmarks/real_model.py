@@ -34,10 +34,10 @@ import torch
 from facemtl.config import DataConfig, config_from_dict
 from facemtl.data import build_datasets
 from facemtl.data.mix import source_configs
-from facemtl.engine.checkpoint import load_network
 from facemtl.engine.evaluate import collect_predictions
 from facemtl.metrics import attribute_metrics, expression_metrics, landmark_metrics
 from facemtl.models import MultiTaskNet
+from facemtl.models.loading import load_network
 from facemtl.pipeline.backends import TorchModel, predict_faces
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

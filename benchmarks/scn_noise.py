@@ -32,7 +32,7 @@ from pathlib import Path
 from _common import add_difficulty_argument, add_merge_argument, mean_std, merged_results, run_parallel, train_run
 
 from facemtl.engine import load_checkpoint
-from facemtl.engine.checkpoint import load_model_state
+from facemtl.io.checkpoint import load_model_state
 
 #: ``--dataset fer2013``: the data and model settings of the shipped model's recipe, expression only.
 FER2013 = ["data.name=fer2013", "data.image_size=48", "data.grey=true", "data.augment=landmarks", "data.aug_rotate=10",

@@ -40,8 +40,8 @@ from facemtl.data import build_datasets
 from facemtl.data.augment import LandmarkAugment, TransformedDataset
 from facemtl.data.formats.mtfl import crop_to_image
 from facemtl.engine import Trainer
-from facemtl.engine.checkpoint import load_checkpoint, load_model_state
 from facemtl.engine.evaluate import collect_predictions
+from facemtl.io.checkpoint import load_checkpoint, load_model_state
 from facemtl.metrics import landmark_metrics
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "tcdcn_mtfl.yaml"

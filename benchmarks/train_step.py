@@ -28,7 +28,8 @@ from torch import nn
 
 from facemtl.config import load_config
 from facemtl.data import already_batched, build_datasets, move_batch
-from facemtl.engine.trainer import autocast_training_step, build_method, build_optimizer, epoch_batches, lr_factor
+from facemtl.data.sampling import epoch_batches
+from facemtl.engine.trainer import autocast_training_step, build_method, build_optimizer, lr_factor
 from facemtl.methods import TrainContext
 from facemtl.models import create_backbone
 from facemtl.models.multitask import IMAGE_MEAN, IMAGE_STD

@@ -15,7 +15,7 @@ from facemtl.data.augment import (
     transform_face,
 )
 from facemtl.data.dataset import FaceDataset
-from facemtl.tasks import DEFAULT_ATTRIBUTES, MIRROR_5, MIRROR_68, LabelSpaces
+from facemtl.labels import DEFAULT_ATTRIBUTES, MIRROR_5, MIRROR_68, LabelSpaces
 
 S = 40
 FLIP = AugmentParams(flip=True, angle=0.0, scale=1.0, shift=(0.0, 0.0))

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from facemtl.engine.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from facemtl.errors import FacemtlError
+from facemtl.io.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from facemtl.labels import LabelSpaces
 from facemtl.models import MultiTaskNet
-from facemtl.tasks import FacemtlError, LabelSpaces
 
 SPACES = LabelSpaces(au_names=("AU1", "AU12"))
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from facemtl.config import Config, config_from_dict, load_config
-from facemtl.tasks import FacemtlError
+from facemtl.errors import FacemtlError
 
 
 def test_defaults_and_overrides_are_typed():

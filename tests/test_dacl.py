@@ -9,9 +9,9 @@ from facemtl.config import load_config
 from facemtl.data import build_datasets
 from facemtl.engine import Trainer
 from facemtl.engine.trainer import build_method, build_optimizer
+from facemtl.errors import FacemtlError
 from facemtl.losses import center_update_direction, sparse_center_loss
 from facemtl.methods import TrainContext
-from facemtl.tasks import FacemtlError
 
 
 def test_reduces_to_center_loss_when_attention_is_one():

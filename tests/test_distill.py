@@ -9,14 +9,14 @@ import torch
 
 from facemtl.config import load_config
 from facemtl.data import build_datasets
-from facemtl.engine.checkpoint import save_checkpoint
 from facemtl.engine.ensemble import Ensemble, tune_au_thresholds
 from facemtl.engine.trainer import build_method
+from facemtl.errors import FacemtlError
+from facemtl.io.checkpoint import save_checkpoint
 from facemtl.losses.distill import au_distill, kl_distill
 from facemtl.losses.va import digitize_va, va_bin_values, va_expectation
 from facemtl.methods import TrainContext
 from facemtl.methods.distill import load_net
-from facemtl.tasks import FacemtlError
 
 TASKS = "model.tasks=au,expr,va"
 

@@ -23,10 +23,10 @@ import torch.distributed as dist
 
 from facemtl.cli import main
 from facemtl.config import load_config
+from facemtl.distributed import gather_cat, mean_logs, shard_batches, world_size, wrap_training_step
 from facemtl.engine import Trainer, load_checkpoint
-from facemtl.engine.distributed import gather_cat, mean_logs, shard_batches, world_size, wrap_training_step
+from facemtl.errors import FacemtlError
 from facemtl.methods.base import Method
-from facemtl.tasks import FacemtlError
 
 # SCN with relabelling from epoch 1 on noisy labels: the gathered rank regulariser and
 # relabel decisions are exercised, not only the plain gradient average.

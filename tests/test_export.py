@@ -18,7 +18,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from facemtl.cli import main
-from facemtl.tasks import FacemtlError
+from facemtl.errors import FacemtlError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PHOTO, GROUP = SHARED / "media" / "obama.jpg", SHARED / "media" / "multi_face.jpg"
@@ -50,8 +50,8 @@ def exported(checkpoint, tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("batch", [1, 5])
 def test_onnxruntime_matches_pytorch_in_fp32_at_any_batch_size(checkpoint, exported, batch):
-    from facemtl.engine.checkpoint import load_network
     from facemtl.export import flatten_outputs
+    from facemtl.models.loading import load_network
     from facemtl.pipeline.backends import OnnxModel
 
     net, _ = load_network(checkpoint)
@@ -73,7 +73,7 @@ def test_onnxruntime_matches_pytorch_in_fp32_at_any_batch_size(checkpoint, expor
 def test_metadata_round_trips_everything_inference_needs(checkpoint, exported):
     import onnx
 
-    from facemtl.engine.checkpoint import load_checkpoint
+    from facemtl.io.checkpoint import load_checkpoint
     from facemtl.pipeline.backends import read_onnx_metadata
 
     ckpt = load_checkpoint(checkpoint)

@@ -8,7 +8,7 @@ from fake_datasets import write_affwild2_frames, write_affwild2_set, write_bp4d,
 from facemtl.config import load_config
 from facemtl.data import build_datasets
 from facemtl.data.formats import bp4d as bp4d_format
-from facemtl.tasks import FacemtlError
+from facemtl.errors import FacemtlError
 
 SPLITS = ("train", "val", "test")
 

@@ -19,7 +19,8 @@ from fake_datasets import (
 from facemtl.config import load_config
 from facemtl.data import build_datasets
 from facemtl.data.formats.ferplus import ferplus_label
-from facemtl.tasks import EXPR_CLASSES_8, FacemtlError
+from facemtl.errors import FacemtlError
+from facemtl.labels import EXPR_CLASSES_8
 
 REAL_FER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013"
 

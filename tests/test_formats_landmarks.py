@@ -10,7 +10,7 @@ from fake_datasets import face_points, write_dlib_xml, write_image, write_lines,
 from facemtl.config import load_config
 from facemtl.data import build_datasets
 from facemtl.data.formats.w300 import read_pts
-from facemtl.tasks import FacemtlError
+from facemtl.errors import FacemtlError
 
 SPLITS = ("train", "val", "test")
 REAL_DLIB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media" / "dlib68"

@@ -10,7 +10,7 @@ from fake_datasets import write_bp4d, write_lines, write_rafdb
 from facemtl.cli import main
 from facemtl.config import load_config
 from facemtl.data import build_datasets
-from facemtl.tasks import FacemtlError
+from facemtl.errors import FacemtlError
 
 SPLITS = ("train", "val", "test")
 

@@ -10,6 +10,7 @@ from facemtl.config import load_config
 from facemtl.data import build_datasets
 from facemtl.engine import Trainer, load_checkpoint
 from facemtl.engine.trainer import build_method, build_optimizer
+from facemtl.errors import FacemtlError
 from facemtl.losses import masked_bce, masked_cross_entropy
 from facemtl.losses.meta import (
     au_entry_losses,
@@ -20,7 +21,6 @@ from facemtl.losses.meta import (
 )
 from facemtl.methods import TrainContext
 from facemtl.methods.mal import MALMethod, label_margins, last_stage_prefix, standardize_within_label
-from facemtl.tasks import FacemtlError
 
 TINY_MAL = [
     "data.num_train=96", "data.num_val=16", "data.num_test=16", "data.image_size=32", "data.label_noise=0.3",

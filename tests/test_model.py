@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from facemtl.errors import FacemtlError
+from facemtl.labels import LabelSpaces
 from facemtl.models import MultiTaskNet, create_backbone
-from facemtl.tasks import FacemtlError, LabelSpaces
 
 SPACES = LabelSpaces(au_names=("AU1", "AU2", "AU12"), num_landmarks=5)
 
@@ -57,7 +58,7 @@ def test_local_backbone_weights_load_strictly(tmp_path):
 def test_backbone_from_a_facemtl_checkpoint_or_the_shipped_model(tmp_path, tiny_overrides):
     from facemtl.config import load_config
     from facemtl.engine import Trainer
-    from facemtl.engine.checkpoint import load_checkpoint
+    from facemtl.io.checkpoint import load_checkpoint
 
     Trainer(load_config(None, [*tiny_overrides, "train.epochs=1", "model.tasks=expr"]), tmp_path / "source").fit()
     trained = load_checkpoint(tmp_path / "source").model_state
@@ -93,7 +94,7 @@ def test_forward_can_start_at_the_last_stage(branch_tasks):
 def test_branch_tasks_get_their_own_last_stage(tmp_path, tiny_overrides):
     from facemtl.config import load_config
     from facemtl.engine import Trainer
-    from facemtl.engine.checkpoint import load_network
+    from facemtl.models.loading import load_network
 
     torch.manual_seed(0)
     net = MultiTaskNet("test_tiny", ["expr", "lmk", "attr"], SPACES, branch_tasks=["attr", "lmk"])

@@ -11,7 +11,8 @@ from fake_datasets import write_image
 from facemtl.config import load_config
 from facemtl.data import build_datasets
 from facemtl.data.formats.mtfl import crop_to_image, identity, parse_line
-from facemtl.tasks import DEFAULT_ATTRIBUTES, FacemtlError
+from facemtl.errors import FacemtlError
+from facemtl.labels import DEFAULT_ATTRIBUTES
 
 REAL_MTFL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mtfl"
 SPEC_LINE = r"lfw_5590\X.jpg 107.25 147.75 126.25 106.25 140.75 108.75 113.25 143.75 158.75 162.75 1 2 2 3"

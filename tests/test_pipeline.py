@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facemtl.tasks import TASKS, FacemtlError, LabelSpaces
+from facemtl.errors import FacemtlError
+from facemtl.labels import TASKS, LabelSpaces
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MEDIA, YUNET = SHARED / "media", SHARED / "models" / "face_detection_yunet_2023mar.onnx"
@@ -38,7 +39,7 @@ def test_schema_has_columns_only_for_the_checkpoints_tasks():
 
 
 def test_similarity_transform_recovers_a_known_transform_and_inverts():
-    from facemtl.pipeline.align import apply, invert, similarity_transform
+    from facemtl.geometry import apply, invert, similarity_transform
 
     rng = np.random.default_rng(0)
     src = rng.uniform(0, 500, (5, 2))
@@ -51,7 +52,7 @@ def test_similarity_transform_recovers_a_known_transform_and_inverts():
 
 
 def test_whole_image_box_maps_a_crop_of_model_size_onto_itself():
-    from facemtl.pipeline.align import box_transform, warp_face
+    from facemtl.geometry import box_transform, warp_face
 
     # --no-detect on a 48 px crop for a 48 px model: no half-pixel shift (it would blur every face)
     assert np.allclose(box_transform((0.0, 0.0, 48.0, 48.0), 48, margin=0.0), [[1, 0, 0], [0, 1, 0]])
@@ -88,7 +89,7 @@ def test_unknown_test_time_augmentation_is_refused():
 
 @pytest.mark.parametrize("scale", [2.0, 0.45, 0.13, 0.05])  # up, down, and area-reduced down by 2, 4, 10
 def test_warp_face_puts_a_source_point_where_the_transform_says(scale):
-    from facemtl.pipeline.align import apply, warp_face
+    from facemtl.geometry import apply, warp_face
 
     image = np.zeros((1999, 2003, 3), np.uint8)
     image[1190:1211, 790:811] = 255  # a bright square centred on (800, 1200)

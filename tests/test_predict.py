@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from facemtl.cli import main
-from facemtl.tasks import TASKS, FacemtlError, LabelSpaces
+from facemtl.errors import FacemtlError
+from facemtl.labels import TASKS, LabelSpaces
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MEDIA, YUNET = SHARED / "media", SHARED / "models" / "face_detection_yunet_2023mar.onnx"
@@ -25,7 +26,7 @@ SIZE = 32
 def make_checkpoint(path: Path, tasks=TASKS, template=TEMPLATE) -> Path:
     """A test_tiny MultiTaskNet saved the way the trainer saves it ("net." keys)."""
     from facemtl.config import load_config
-    from facemtl.engine.checkpoint import save_checkpoint
+    from facemtl.io.checkpoint import save_checkpoint
     from facemtl.models import MultiTaskNet
 
     torch.manual_seed(0)

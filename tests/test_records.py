@@ -11,7 +11,7 @@ from facemtl.data import build_datasets
 from facemtl.data.images import crop_resize, face_rects, landmark_labels, read_image
 from facemtl.data.record_dataset import RecordDataset
 from facemtl.data.records import SPLITS, RecordTable, carve, collect_report, dataset_label_spaces
-from facemtl.tasks import FacemtlError
+from facemtl.errors import FacemtlError
 
 
 def test_read_image_grey_rgba_and_16bit_become_rgb(tmp_path):

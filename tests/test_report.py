@@ -13,8 +13,8 @@ from PIL import Image
 
 from facemtl.cli import main
 from facemtl.engine.evaluate import task_metrics
+from facemtl.labels import LabelSpaces
 from facemtl.report.html import load_run, predict_split, write_report
-from facemtl.tasks import LabelSpaces
 
 
 def _set(overrides):

@@ -10,9 +10,9 @@ from facemtl.config import load_config
 from facemtl.data import build_datasets
 from facemtl.engine import Trainer, load_checkpoint
 from facemtl.engine.trainer import build_method
+from facemtl.errors import FacemtlError
 from facemtl.losses import rank_regularization, relabel, split_by_importance, weighted_logit_cross_entropy
 from facemtl.methods import TrainContext
-from facemtl.tasks import FacemtlError
 
 ALPHA = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facemtl.tasks import FacemtlError
+from facemtl.errors import FacemtlError
 from facemtl.weights import BASE_MODEL, BASE_SHA256, base_model, sha256
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -8,7 +8,8 @@ import pytest
 from facemtl.data import _draw, _geometry
 from facemtl.data import synthetic as syn
 from facemtl.data.synthetic import SYNTHETIC_AU_IDS, generate_faces
-from facemtl.tasks import DEFAULT_ATTRIBUTES, EXPR_CLASSES_8, FacemtlError
+from facemtl.errors import FacemtlError
+from facemtl.labels import DEFAULT_ATTRIBUTES, EXPR_CLASSES_8
 
 HAPPY, SAD, SURPRISE, FEAR = (EXPR_CLASSES_8.index(c) for c in ("happiness", "sadness", "surprise", "fear"))
 CONTEMPT = EXPR_CLASSES_8.index("contempt")

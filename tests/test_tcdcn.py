@@ -12,13 +12,14 @@ from facemtl.cli import main
 from facemtl.config import load_config
 from facemtl.data.augment import to_grey
 from facemtl.engine import Trainer
-from facemtl.engine.checkpoint import load_checkpoint
+from facemtl.errors import FacemtlError
+from facemtl.io.checkpoint import load_checkpoint
+from facemtl.labels import LabelSpaces
 from facemtl.losses.early_stopping import stop_index, stop_index_from_history, training_stall, validation_rise
 from facemtl.losses.landmarks import landmark_l2_loss
 from facemtl.methods import TrainContext
 from facemtl.methods.tcdcn import TCDCNMethod
 from facemtl.models import MultiTaskNet, create_backbone
-from facemtl.tasks import FacemtlError, LabelSpaces
 
 CONTEXT = TrainContext(num_train=8, epochs=10, steps_per_epoch=1)
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "tcdcn_mtfl.yaml"

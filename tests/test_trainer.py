@@ -13,9 +13,10 @@ import torch
 from conftest import interrupt_then_resume
 
 from facemtl.config import load_config
+from facemtl.data.sampling import epoch_batches
 from facemtl.engine import Trainer, load_checkpoint, selection_score
-from facemtl.engine.trainer import epoch_batches, lr_factor
-from facemtl.tasks import FacemtlError
+from facemtl.engine.trainer import lr_factor
+from facemtl.errors import FacemtlError
 
 
 def _weights(path):

@@ -2,7 +2,8 @@
 landmarks, attributes) with one shared network and the training strategies of SCN, DACL,
 MAL, multi-task distillation and TCDCN."""
 
-from facemtl.tasks import TASKS, FacemtlError, LabelSpaces
+from facemtl.errors import FacemtlError
+from facemtl.labels import TASKS, LabelSpaces
 
 __version__ = "0.1.0"
 

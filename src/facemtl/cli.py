@@ -1,6 +1,6 @@
 """Command line: ``facemtl train | eval | distill | demo | report | list``.
 
-User mistakes (:class:`~facemtl.tasks.FacemtlError`) are printed as one line and exit
+User mistakes (:class:`~facemtl.labels.FacemtlError`) are printed as one line and exit
 with status 2; anything else is a bug and keeps its traceback.
 """
 
@@ -13,7 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
-from facemtl.tasks import FacemtlError
+from facemtl.errors import FacemtlError
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
@@ -85,10 +85,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(config_path: str | None, out: str, overrides: list[str], resume: bool) -> dict:
+    from facemtl import distributed
     from facemtl.config import config_from_dict, load_config
-    from facemtl.engine import Trainer, distributed
-    from facemtl.engine.checkpoint import load_checkpoint
+    from facemtl.engine import Trainer
     from facemtl.engine.evaluate import format_metrics
+    from facemtl.io.checkpoint import load_checkpoint
     from facemtl.report import save_prediction_grid
 
     last = Path(out) / "checkpoints" / "last.safetensors"
@@ -144,9 +145,9 @@ def _eval(checkpoint_path: str, overrides: list[str], out: str | None) -> dict:
     from facemtl.config import config_from_dict
     from facemtl.data import build_datasets
     from facemtl.device import resolve_device
-    from facemtl.engine.checkpoint import load_checkpoint, load_model_state
     from facemtl.engine.evaluate import evaluate, format_metrics
     from facemtl.engine.trainer import build_method
+    from facemtl.io.checkpoint import load_checkpoint, load_model_state
     from facemtl.methods import TrainContext
 
     checkpoint = load_checkpoint(checkpoint_path)

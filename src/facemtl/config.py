@@ -18,7 +18,9 @@ from typing import Any
 
 import yaml
 
-from facemtl.tasks import TASKS, FacemtlError, check_tasks
+from facemtl.errors import FacemtlError
+from facemtl.labels import TASKS, check_tasks
+from facemtl.registry import METHODS
 
 
 def _per_task(value: float) -> dict[str, float]:
@@ -168,8 +170,6 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 
 
 def _method_config_class(name: str) -> type[MethodConfig]:
-    from facemtl.methods import METHODS  # local import: methods import this module
-
     return METHODS.get(name).config_class
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from facemtl.tasks import FacemtlError
+from facemtl.errors import FacemtlError
 
 
 def resolve_device(name: str) -> torch.device:

@@ -21,24 +21,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from facemtl.engine.checkpoint import Checkpoint, load_network
+from facemtl.errors import FacemtlError
+from facemtl.io.checkpoint import Checkpoint
+from facemtl.labels import LabelSpaces
 from facemtl.models import MultiTaskNet
-from facemtl.pipeline.backends import ONNX_FORMAT, ModelInfo, output_names
-from facemtl.tasks import FacemtlError, LabelSpaces
+from facemtl.models.loading import load_network
+from facemtl.pipeline.backends import ONNX_FORMAT, ModelInfo, OnnxModel, flatten_outputs, output_names
 
 #: Protobuf refuses single files over 2 GiB; bigger models keep their weights next to the .onnx.
 _MAX_INLINE_BYTES = 1 << 30
-
-
-def flatten_outputs(out: dict[str, Any], tasks: tuple[str, ...] | list[str], spaces: LabelSpaces) -> dict[str, torch.Tensor]:
-    """A :class:`MultiTaskNet` output dict as flat tensors named by :func:`~facemtl.pipeline.backends.output_names`."""
-    flat: dict[str, torch.Tensor] = {}
-    for task in tasks:
-        if task == "attr":
-            flat.update({f"attr_{name}": out["attr"][name] for name in spaces.attributes})
-        else:
-            flat[task] = out[task]
-    return flat
 
 
 class _Flat(nn.Module):
@@ -115,8 +106,6 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int | None = Non
 
 def parity(checkpoint: str | Path, onnx_path: str | Path, batch: int = 2, seed: int = 0) -> float:
     """Max abs difference between PyTorch and onnxruntime outputs on a random ``batch`` (fp32, CPU)."""
-    from facemtl.pipeline.backends import OnnxModel
-
     net, _ = load_network(checkpoint)
     model = OnnxModel(onnx_path)
     size = model.info.image_size

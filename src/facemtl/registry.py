@@ -1,15 +1,21 @@
-"""One tiny registry type for backbones, methods and datasets.
+"""One tiny registry type for backbones, methods, datasets and tasks.
 
 Entries are registered by decorator where they are defined; looking up an unknown
-name is a :class:`~facemtl.tasks.FacemtlError` that lists the valid names.
+name is a :class:`~facemtl.errors.FacemtlError` that lists the valid names.
+
+A registry names the package that defines its built-in entries (``provider``) and imports
+it the first time it is read, as a plugin system would: so a lower layer (``config``
+checking ``method.name``) can look an entry up without importing the layer that defines
+it, and importing this module stays cheap.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from facemtl.tasks import FacemtlError
+from facemtl.errors import FacemtlError
 
 T = TypeVar("T")
 
@@ -19,10 +25,12 @@ class Registry(Generic[T]):
 
     Args:
         kind: what the entries are ("backbone", "method", "dataset"), used in messages.
+        provider: module whose import registers the built-in entries (imported on first read).
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, provider: str = "") -> None:
         self.kind = kind
+        self.provider = provider
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -36,22 +44,32 @@ class Registry(Generic[T]):
 
         return add
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry (a test's or a plugin's own); unknown names are ignored."""
+        self._entries.pop(name, None)
+
+    def _entries_loaded(self) -> dict[str, T]:
+        if self.provider:
+            importlib.import_module(self.provider)  # a no-op once imported
+        return self._entries
+
     def get(self, name: str) -> T:
-        if name not in self._entries:
-            valid = ", ".join(sorted(self._entries)) or "(none)"
+        entries = self._entries_loaded()
+        if name not in entries:
+            valid = ", ".join(sorted(entries)) or "(none)"
             raise FacemtlError(f"unknown {self.kind} {name!r}; valid {self.kind}s: {valid}")
-        return self._entries[name]
+        return entries[name]
 
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        return sorted(self._entries_loaded())
 
     def __contains__(self, name: Any) -> bool:
-        return name in self._entries
+        return name in self._entries_loaded()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
 
-BACKBONES: Registry[Callable[..., Any]] = Registry("backbone")
-METHODS: Registry[Any] = Registry("method")
-DATASETS: Registry[Callable[..., Any]] = Registry("dataset")
+BACKBONES: Registry[Callable[..., Any]] = Registry("backbone", "facemtl.models")
+METHODS: Registry[Any] = Registry("method", "facemtl.methods")
+DATASETS: Registry[Callable[..., Any]] = Registry("dataset", "facemtl.data")

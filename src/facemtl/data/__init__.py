@@ -1,9 +1,7 @@
 """Datasets, batches with per-task masks, and the registry of dataset builders."""
 
-from facemtl.data import (
-    formats,  # noqa: F401  (registers the real dataset formats and "mix")
-    synthetic_dataset,  # noqa: F401  (registers "synthetic")
-)
+import facemtl.data.formats  # noqa: F401  (registers the real dataset formats and "mix")
+import facemtl.data.synthetic_dataset  # noqa: F401  (registers "synthetic")
 from facemtl.data.augment import wrap_splits
 from facemtl.data.dataset import FaceDataset, already_batched, move_batch
 from facemtl.registry import DATASETS

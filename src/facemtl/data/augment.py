@@ -34,7 +34,8 @@ from torchvision.transforms.v2 import functional as TF
 from facemtl.config import DataConfig
 from facemtl.data.dataset import Batch, FaceDataset
 from facemtl.data.record_dataset import LazyImages
-from facemtl.tasks import FacemtlError, mirror_permutation
+from facemtl.errors import FacemtlError
+from facemtl.labels import mirror_permutation
 
 #: BT.601 luminance weights (what OpenCV's RGB -> grey uses).
 LUMA = (0.299, 0.587, 0.114)

@@ -21,8 +21,8 @@ from facemtl.data.images import read_image
 from facemtl.data.mix import MixedDataset
 from facemtl.data.record_dataset import RecordDataset
 from facemtl.data.records import SPLITS, collect_report
+from facemtl.errors import FacemtlError
 from facemtl.registry import DATASETS
-from facemtl.tasks import FacemtlError
 
 
 def _lazy(config: DataConfig) -> DataConfig:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from facemtl.tasks import LabelSpaces, five_point_landmarks
+from facemtl.labels import LabelSpaces, five_point_landmarks
 
 Batch = dict[str, Any]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facemtl.tasks import FacemtlError
+from facemtl.errors import FacemtlError
 
 #: Row of :func:`face_rects` meaning "no face box: use the whole image".
 WHOLE_IMAGE = -1

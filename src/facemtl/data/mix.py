@@ -42,8 +42,9 @@ from torch.utils.data import Dataset
 from facemtl.config import DataConfig, config_from_dict
 from facemtl.data.dataset import Batch, FaceDataset
 from facemtl.data.record_dataset import LazyImages
+from facemtl.errors import FacemtlError
+from facemtl.labels import LabelSpaces
 from facemtl.registry import DATASETS
-from facemtl.tasks import FacemtlError, LabelSpaces
 
 SHARED_KEYS = ("image_size", "num_expr_classes", "num_landmarks")
 

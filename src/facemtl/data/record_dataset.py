@@ -24,8 +24,9 @@ from facemtl.config import DataConfig
 from facemtl.data.dataset import Batch, FaceDataset
 from facemtl.data.images import crop_resize, face_rects, landmark_labels, read_image, to_rgb
 from facemtl.data.records import SPLITS, Records, split_records
-from facemtl.pipeline.align import apply, similarity_transform, to_crop_pixels, warp_face
-from facemtl.tasks import FacemtlError, five_point_landmarks
+from facemtl.errors import FacemtlError
+from facemtl.geometry import apply, similarity_transform, to_crop_pixels, warp_face
+from facemtl.labels import five_point_landmarks
 
 #: ``data.load=auto`` keeps a split in RAM when its decoded faces take at most this many bytes.
 MEMORY_BUDGET = 1 << 30

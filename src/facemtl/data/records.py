@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from facemtl.config import DataConfig
-from facemtl.tasks import DEFAULT_ATTRIBUTES, EXPR_CLASSES_8, FacemtlError, LabelSpaces
+from facemtl.errors import FacemtlError
+from facemtl.labels import DEFAULT_ATTRIBUTES, EXPR_CLASSES_8, LabelSpaces
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 

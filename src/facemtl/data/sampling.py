@@ -5,7 +5,7 @@ A plan is the epoch's list of batches, each a list of dataset positions, seeded 
 (``data.batching``):
 
 - ``mixed``: batches of any faces; per-task masks pick the rows each loss sees
-  (:func:`facemtl.engine.trainer.epoch_batches`, or a weighted draw when balancing).
+  (:func:`epoch_batches`, or a weighted draw when balancing).
 - ``per_task`` (Deng, Chen, Shi, ABAW 2020): every step holds one sub-batch of
   ``train.batch_size`` faces per task, drawn from the faces labelled for that task and
   concatenated in task order; the epoch ends when the *shortest* task pool runs out. The
@@ -36,6 +36,18 @@ import torch
 from facemtl.config import DataConfig
 
 BALANCED_TASKS = ("au", "expr", "va")
+
+
+def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The training batches of one epoch: a permutation seeded by (seed, epoch), last partial batch dropped.
+
+    Dropping it keeps BatchNorm away from batches of one sample; if the dataset is smaller
+    than one batch the whole dataset is one batch.
+    """
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(num_samples, generator=generator).tolist()
+    count = max(num_samples // batch_size, 1)
+    return [order[i * batch_size : (i + 1) * batch_size] for i in range(count)]
 
 
 def _row_masks(dataset: Any) -> dict[str, np.ndarray]:
@@ -218,6 +230,5 @@ def plan_epoch(
             return batches
     if balanced_tasks(data.balance, tasks) and task_pools(dataset, balanced_tasks(data.balance, tasks)):
         return _mixed_balanced(dataset, data, tuple(tasks), batch_size, seed, epoch)
-    from facemtl.engine.trainer import epoch_batches  # local: the trainer imports this module
 
     return epoch_batches(len(dataset), batch_size, seed, epoch)

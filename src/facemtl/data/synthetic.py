@@ -28,7 +28,7 @@ import numpy as np
 
 from facemtl.data._draw import render
 from facemtl.data._geometry import face_geometry, landmarks
-from facemtl.tasks import FacemtlError
+from facemtl.errors import FacemtlError
 
 #: FACS numbers of the AU label columns (BP4D's 12, DISFA's 8 and ABAW's 8 are all included).
 SYNTHETIC_AU_IDS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 24, 25, 26, 43)

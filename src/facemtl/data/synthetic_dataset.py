@@ -28,8 +28,8 @@ import numpy as np
 from facemtl.config import DataConfig
 from facemtl.data.dataset import FaceDataset
 from facemtl.data.synthetic import SYNTHETIC_AU_IDS, SyntheticFaces, generate_faces
+from facemtl.labels import DEFAULT_ATTRIBUTES, EXPR_CLASSES_8, LabelSpaces, au_name
 from facemtl.registry import DATASETS
-from facemtl.tasks import DEFAULT_ATTRIBUTES, EXPR_CLASSES_8, LabelSpaces, au_name
 
 SPLITS = ("train", "val", "test")
 

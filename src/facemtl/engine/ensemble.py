@@ -32,9 +32,9 @@ import torch
 from facemtl import metrics
 from facemtl.data import build_datasets
 from facemtl.engine.evaluate import collect_predictions, evaluate, format_metrics
+from facemtl.errors import FacemtlError
 from facemtl.methods.distill import load_net
 from facemtl.models import MultiTaskNet
-from facemtl.tasks import FacemtlError
 
 FORMAT = "facemtl-ensemble-1"
 VA_MODES = ("mean", "mode")
@@ -135,7 +135,7 @@ def evaluate_ensemble(path: str | Path, overrides: list[str] | tuple[str, ...] =
     """Val and test metrics of an ensemble on its first member's dataset (AU at the tuned thresholds)."""
     from facemtl.config import config_from_dict
     from facemtl.device import resolve_device
-    from facemtl.engine.checkpoint import load_checkpoint
+    from facemtl.io.checkpoint import load_checkpoint
 
     ensemble, spec = load_ensemble(path)
     config = config_from_dict(load_checkpoint(spec["member_paths"][0]).config, list(overrides))

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from facemtl import metrics
+from facemtl import distributed, metrics
 from facemtl.data.dataset import FaceDataset, already_batched, move_batch
-from facemtl.tasks import LabelSpaces
+from facemtl.labels import LabelSpaces
 
 Predictor = Callable[[torch.Tensor], dict[str, Any]]
 
@@ -98,6 +98,29 @@ def metrics_of(
         if result is not None:
             results[task] = result
     return results
+
+
+def evaluate_sharded(
+    predict: Callable[[torch.Tensor], dict[str, Any]], dataset: Any, tasks: tuple[str, ...], device: torch.device,
+    batch_size: int,
+) -> dict[str, Any]:
+    """:func:`facemtl.engine.evaluate.evaluate`, each process predicting a contiguous part of ``dataset``.
+
+    Predictions are gathered (in dataset order) before any metric is computed, so every
+    process returns the metrics of the whole split, as a single process would.
+    """
+    world = distributed.world_size()
+    if world == 1:
+        return evaluate(predict, dataset, tasks, device, batch_size)
+    n, r = len(dataset), distributed.rank()
+    part = collect_predictions(predict, dataset, tasks, device, batch_size, list(range(n * r // world, n * (r + 1) // world)))
+    parts: list[Any] = [None] * world
+    torch.distributed.all_gather_object(parts, part)  # between this run's own processes
+    collected = {
+        task: {key: np.concatenate([p[task][key] for p in parts if task in p]) for key in ("pred", "label", "mask")}
+        for task in tasks if any(task in p for p in parts)
+    }
+    return metrics_of(collected, dataset.label_spaces)
 
 
 def primary_scores(results: dict[str, Any]) -> dict[str, float]:

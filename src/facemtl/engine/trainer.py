@@ -9,7 +9,7 @@ Resume is exact: batches come from a permutation seeded by ``(train.seed, epoch)
 run killed at any checkpoint and resumed ends with the same weights as one never killed.
 
 Under ``torchrun`` (or ``facemtl train --nproc N``) each process trains its share of every
-global batch under DDP and only rank 0 writes; see :mod:`facemtl.engine.distributed`.
+global batch under DDP and only rank 0 writes; see :mod:`facemtl.distributed`.
 """
 
 from __future__ import annotations
@@ -28,34 +28,22 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from facemtl import distributed
 from facemtl.config import Config, TrainConfig
 from facemtl.data import already_batched, build_datasets, move_batch
-from facemtl.data.sampling import plan_epoch
+from facemtl.data.sampling import epoch_batches, plan_epoch
 from facemtl.device import resolve_device
-from facemtl.engine import distributed
-from facemtl.engine.checkpoint import load_checkpoint, load_model_state, replace_durably, save_checkpoint
-from facemtl.engine.evaluate import primary_scores, selection_score
+from facemtl.engine.evaluate import evaluate_sharded, primary_scores, selection_score
+from facemtl.errors import FacemtlError
+from facemtl.io.checkpoint import load_checkpoint, load_model_state, replace_durably, save_checkpoint
 from facemtl.methods import METHODS, Method, TrainContext
 from facemtl.models import MultiTaskNet
-from facemtl.tasks import FacemtlError
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The training batches of one epoch: a permutation seeded by (seed, epoch), last partial batch dropped.
-
-    Dropping it keeps BatchNorm away from batches of one sample; if the dataset is smaller
-    than one batch the whole dataset is one batch.
-    """
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(num_samples, generator=generator).tolist()
-    count = max(num_samples // batch_size, 1)
-    return [order[i * batch_size : (i + 1) * batch_size] for i in range(count)]
 
 
 def lr_factor(step: int, steps_per_epoch: int, train: TrainConfig) -> float:
@@ -351,7 +339,7 @@ class Trainer:
         """Metrics of the current weights on ``val`` or ``test``."""
         self.method.eval()
         with torch.no_grad():
-            return distributed.evaluate_sharded(
+            return evaluate_sharded(
                 self.method.predict, self.datasets[split], self.tasks, self.device, self.config.train.eval_batch_size
             )
 

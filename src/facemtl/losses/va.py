@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from facemtl.errors import FacemtlError
 from facemtl.losses.masked import ccc_loss, masked_cross_entropy
-from facemtl.tasks import FacemtlError
 
 BIN_VALUES = ("code", "centres")
 

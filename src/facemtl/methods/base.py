@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from facemtl.config import MethodConfig, TrainConfig
+from facemtl.errors import FacemtlError
 from facemtl.losses import attribute_cross_entropy, ccc_loss, masked_bce, masked_cross_entropy, masked_regression
 from facemtl.losses.va import va_bin_loss
 from facemtl.models import MultiTaskNet
-from facemtl.tasks import FacemtlError
 
 Batch = dict[str, Any]
 Outputs = dict[str, Any]

@@ -39,12 +39,12 @@ import torch
 from torch import nn
 
 from facemtl.config import MethodConfig, TrainConfig
+from facemtl.errors import FacemtlError
 from facemtl.losses import center_update_direction, sparse_center_loss
 from facemtl.methods.base import Batch, EpochStats, Method, TrainContext
 from facemtl.methods.buffered_optimizer import BufferedOptimizer
 from facemtl.models import MultiTaskNet
 from facemtl.registry import METHODS
-from facemtl.tasks import FacemtlError
 
 
 @dataclass
@@ -134,7 +134,7 @@ class DACLMethod(Method):
         return super().train_step(batch, optimizer, grad_clip)
 
     def training_step(self, batch: Batch) -> dict[str, Any]:
-        from facemtl.engine.distributed import gather_cat  # local: facemtl.engine imports the methods
+        from facemtl.distributed import gather_cat  # local: facemtl.engine imports the methods
 
         outputs = self.net(batch["image"])
         attention = self.attention(outputs["feat_map"]) if self.config.attention else torch.ones_like(outputs["feat"])

@@ -36,11 +36,12 @@ from typing import Any
 import torch
 
 from facemtl.config import MethodConfig
+from facemtl.errors import FacemtlError
 from facemtl.losses.distill import au_distill, kl_distill, regression_distill
 from facemtl.methods.base import Batch, Method, Outputs, TrainContext
 from facemtl.models import MultiTaskNet
+from facemtl.models.loading import load_network
 from facemtl.registry import METHODS
-from facemtl.tasks import FacemtlError
 
 DISTILLED_TASKS = ("au", "expr", "va")
 
@@ -64,8 +65,6 @@ class DistillConfig(MethodConfig):
 
 def load_net(path: str, device: torch.device | None = None) -> MultiTaskNet:
     """A checkpoint's network, frozen (eval mode, no gradients): a teacher or an ensemble member."""
-    from facemtl.engine.checkpoint import load_network  # local: engine imports the methods
-
     net, _ = load_network(path, device or torch.device("cpu"))
     return net.requires_grad_(False)
 

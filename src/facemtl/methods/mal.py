@@ -58,6 +58,7 @@ from torch.func import functional_call
 
 from facemtl.config import MethodConfig
 from facemtl.data.dataset import move_batch
+from facemtl.errors import FacemtlError
 from facemtl.losses.meta import (
     NORMALIZATIONS,
     au_entry_losses,
@@ -70,7 +71,6 @@ from facemtl.methods.base import Batch, EpochStats, Method, TrainContext
 from facemtl.methods.buffered_optimizer import BufferedOptimizer
 from facemtl.models import MultiTaskNet
 from facemtl.registry import METHODS
-from facemtl.tasks import FacemtlError
 
 _CHOICES = {
     "normalize": NORMALIZATIONS,
@@ -197,7 +197,7 @@ class FaceHistory(nn.Module):
     @torch.no_grad()
     def record(self, index: torch.Tensor, values: torch.Tensor, visited: torch.Tensor) -> None:
         """Add one visit of ``values [B, columns]`` where ``visited [B, columns]`` (0/1) is set."""
-        from facemtl.engine.distributed import gather_cat  # facemtl.engine imports the methods
+        from facemtl.distributed import gather_cat  # facemtl.engine imports the methods
 
         columns = values.shape[1]
         index = gather_cat(index.to(self.sums.device))
@@ -592,7 +592,7 @@ class MALMethod(Method):
         meta_loss, grads = self.meta_gradients(base, batch, meta_batch, inner_lr)
         psi = list(self.meta_net.parameters())
         # The meta-gradient bypasses DDP's hooks: average it by hand so every rank keeps one psi.
-        from facemtl.engine.distributed import all_reduce_mean  # facemtl.engine imports the methods
+        from facemtl.distributed import all_reduce_mean  # facemtl.engine imports the methods
 
         grads = tuple(all_reduce_mean(torch.zeros_like(p) if g is None else g.clone()) for p, g in zip(psi, grads))
         self.meta_optim.step(psi, grads)

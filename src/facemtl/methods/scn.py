@@ -31,11 +31,11 @@ import torch
 from torch import nn
 
 from facemtl.config import MethodConfig
+from facemtl.errors import FacemtlError
 from facemtl.losses import rank_regularization, relabel
 from facemtl.methods.base import Batch, EpochStats, Method, TrainContext
 from facemtl.models import MultiTaskNet
 from facemtl.registry import METHODS
-from facemtl.tasks import FacemtlError
 
 
 @dataclass
@@ -80,7 +80,7 @@ class SCNMethod(Method):
         return torch.where(stored >= 0, stored, batch["labels"]["expr"])
 
     def training_step(self, batch: Batch) -> dict[str, Any]:
-        from facemtl.engine.distributed import gather_cat  # local: facemtl.engine imports the methods
+        from facemtl.distributed import gather_cat  # local: facemtl.engine imports the methods
 
         outputs = self.net(batch["image"])
         feat = outputs["feat"].detach() if self.config.detach_importance_input else outputs["feat"]

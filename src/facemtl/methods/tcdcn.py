@@ -37,13 +37,14 @@ import torch.nn.functional as F
 
 from facemtl.config import MethodConfig
 from facemtl.data.dataset import FaceDataset, move_batch
+from facemtl.errors import FacemtlError
+from facemtl.labels import DEFAULT_ATTRIBUTES
 from facemtl.losses.early_stopping import stop_index
 from facemtl.losses.landmarks import landmark_l2_loss
 from facemtl.losses.masked import attribute_cross_entropy
 from facemtl.methods.base import Batch, Method, TrainContext
 from facemtl.models import MultiTaskNet
 from facemtl.registry import METHODS
-from facemtl.tasks import DEFAULT_ATTRIBUTES, FacemtlError
 
 
 @dataclass

@@ -11,10 +11,14 @@ from pathlib import Path
 
 import timm
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
 from torch import nn
 
+from facemtl.errors import FacemtlError
+from facemtl.io.checkpoint import FORMAT, load_checkpoint
 from facemtl.registry import BACKBONES
-from facemtl.tasks import FacemtlError
+from facemtl.weights import base_model
 
 
 def _conv_bn_relu(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -100,14 +104,7 @@ _CHECKPOINT_BACKBONE = "net.backbone."
 
 def _backbone_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str | None]:
     """The weights named by ``model.pretrained`` and, for a facemtl checkpoint, its backbone's name."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from facemtl.engine.checkpoint import FORMAT, load_checkpoint
-
     if str(path) == "facemtl_base":
-        from facemtl.weights import base_model
-
         path = base_model()
     path = Path(path)
     if not (path.is_dir() or (path.suffix == ".safetensors" and path.is_file())):

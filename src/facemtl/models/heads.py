@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from facemtl.tasks import LabelSpaces
+from facemtl.labels import LabelSpaces
 
 
 class AttributeHead(nn.Module):

@@ -7,9 +7,10 @@ import copy
 import torch
 from torch import nn
 
+from facemtl.errors import FacemtlError
+from facemtl.labels import TASKS, LabelSpaces, check_tasks
 from facemtl.models.backbone import TinyConvNet, create_backbone
 from facemtl.models.heads import build_head
-from facemtl.tasks import TASKS, FacemtlError, LabelSpaces, check_tasks
 
 #: ImageNet statistics; timm backbones expect them and they do no harm to the built-in ones.
 IMAGE_MEAN = (0.485, 0.456, 0.406)
@@ -21,7 +22,7 @@ class MultiTaskNet(nn.Module):
 
     Args:
         backbone: a built-in or timm backbone name.
-        tasks: enabled task keys, a subset of :data:`facemtl.tasks.TASKS`.
+        tasks: enabled task keys, a subset of :data:`facemtl.labels.TASKS`.
         label_spaces: sizes and names of each task's outputs.
         pretrained: optional local ``.safetensors`` backbone weights.
         drop_rate: dropout on the pooled feature before the heads.

@@ -25,8 +25,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from facemtl.pipeline import schema
-from facemtl.pipeline.align import apply, face_transform, invert, to_crop_pixels, warp_face
+import facemtl.pipeline.schema as schema
+from facemtl.errors import FacemtlError
+from facemtl.geometry import apply, face_transform, invert, to_crop_pixels, warp_face
 from facemtl.pipeline.backends import (
     OnnxModel,
     TorchModel,
@@ -40,7 +41,6 @@ from facemtl.pipeline.detect import Detection, WholeImageDetector, create_detect
 from facemtl.pipeline.sources import Frame, Source, count_frames, expand_sources, iter_frames
 from facemtl.pipeline.video import IoUTracker
 from facemtl.pipeline.writers import Annotator, CsvWriter
-from facemtl.tasks import FacemtlError
 
 Row = dict[str, Any]
 

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from facemtl.tasks import TASKS, FacemtlError, LabelSpaces, mirror_permutation
+from facemtl.errors import FacemtlError
+from facemtl.labels import TASKS, LabelSpaces, mirror_permutation
 
 #: ``format`` entry of an exported model's ``metadata_props``.
 ONNX_FORMAT = "facemtl-onnx-1"
@@ -37,6 +38,17 @@ def output_names(tasks: tuple[str, ...] | list[str], spaces: LabelSpaces) -> lis
     for task in tasks:
         names += [f"attr_{name}" for name in spaces.attributes] if task == "attr" else [task]
     return names
+
+
+def flatten_outputs(out: dict[str, Any], tasks: tuple[str, ...] | list[str], spaces: LabelSpaces) -> dict[str, Any]:
+    """A :class:`MultiTaskNet` output dict as flat tensors named by :func:`output_names`."""
+    flat: dict[str, torch.Tensor] = {}
+    for task in tasks:
+        if task == "attr":
+            flat.update({f"attr_{name}": out["attr"][name] for name in spaces.attributes})
+        else:
+            flat[task] = out[task]
+    return flat
 
 
 @dataclass
@@ -82,7 +94,7 @@ class TorchModel:
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
         from facemtl.device import resolve_device
-        from facemtl.engine.checkpoint import load_network
+        from facemtl.models.loading import load_network
 
         self.device = resolve_device(device)
         net, ckpt = load_network(checkpoint)
@@ -93,8 +105,6 @@ class TorchModel:
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Raw outputs of ``images`` float32 ``[B, 3, S, S]``, keyed by :func:`output_names`."""
         import torch
-
-        from facemtl.export import flatten_outputs
 
         with torch.inference_mode():
             out = self.net(torch.from_numpy(images).to(self.device))
@@ -220,7 +230,7 @@ def unmirror(outputs: dict[str, Any], spaces: LabelSpaces) -> dict[str, Any]:
     """Post-processed outputs of *mirrored* faces, expressed for the faces as given.
 
     Landmarks are reflected (``x -> 1 - x`` in crop coordinates) and relabelled left <-> right
-    (:func:`~facemtl.tasks.mirror_permutation`); the ``pose`` attribute's classes, ordered
+    (:func:`~facemtl.labels.mirror_permutation`); the ``pose`` attribute's classes, ordered
     left profile ... right profile, are reversed (as training's flip augmentation does).
     Expression, AUs, valence/arousal and the other attributes do not change under a flip.
     """

@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facemtl.tasks import FacemtlError
+from facemtl.errors import FacemtlError
 
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"
 YUNET_URL = f"https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/{YUNET_FILE}"

@@ -12,7 +12,7 @@ This module imports neither OpenCV nor pandas, so tools can read the schema chea
 
 from __future__ import annotations
 
-from facemtl.tasks import LabelSpaces
+from facemtl.labels import LabelSpaces
 
 SCHEMA_VERSION = "1"
 

@@ -14,8 +14,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facemtl.errors import FacemtlError
 from facemtl.pipeline.video import iter_video, video_info
-from facemtl.tasks import FacemtlError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pnm"}
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facemtl.tasks import FacemtlError
+from facemtl.errors import FacemtlError
 
 
 def _has_pyav() -> bool:

@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from facemtl.errors import FacemtlError
+from facemtl.labels import TASKS
 from facemtl.report import plots
-from facemtl.tasks import TASKS, FacemtlError
 
 REPORT_DIR = "report"
 DEFAULT_MAX_FACES = 2000
@@ -136,8 +137,8 @@ def predict_split(
     from facemtl.config import config_from_dict
     from facemtl.data import build_datasets
     from facemtl.device import resolve_device
-    from facemtl.engine.checkpoint import load_network
     from facemtl.engine.evaluate import collect_predictions
+    from facemtl.models.loading import load_network
 
     torch_device = resolve_device(device)
     net, checkpoint = load_network(run.run_dir, torch_device)

@@ -13,7 +13,7 @@ import hashlib
 from functools import cache
 from pathlib import Path
 
-from facemtl.tasks import FacemtlError
+from facemtl.errors import FacemtlError
 
 BASE_MODEL = Path(__file__).with_name("facemtl_base.safetensors")
 #: SHA-256 of the shipped file (benchmarks/real_model.py --print-hash recomputes it).

@@ -4,7 +4,7 @@ Each module parses its annotation files into :class:`~facemtl.data.records.Recor
 documents its label mapping; the README "Datasets" section lists recipe keys and layouts.
 """
 
-from facemtl.data import mix  # noqa: F401  (registers "mix")
+import facemtl.data.mix  # noqa: F401  (registers "mix")
 from facemtl.data.formats import (  # noqa: F401  (each registers its dataset builders)
     affectnet,
     affwild2,

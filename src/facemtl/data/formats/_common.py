@@ -9,7 +9,7 @@ from pathlib import Path
 
 from facemtl.config import DataConfig
 from facemtl.data.records import collecting, problem
-from facemtl.tasks import FacemtlError
+from facemtl.errors import FacemtlError
 
 
 def dataset_root(config: DataConfig, dataset: str, layout: str) -> Path:

@@ -41,8 +41,9 @@ from facemtl.config import DataConfig
 from facemtl.data.formats._common import au_ids, au_number, dataset_root, find_dir, read_lines
 from facemtl.data.record_dataset import build_splits, check_options
 from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, note, problem
+from facemtl.errors import FacemtlError
+from facemtl.labels import au_name
 from facemtl.registry import DATASETS
-from facemtl.tasks import FacemtlError, au_name
 
 #: Aff-Wild2 class 0..6 -> AffectNet-order class; 7 (Other) has none.
 AFFWILD_TO_AFFECTNET: tuple[int, ...] = (0, 6, 5, 4, 1, 2, 3)

@@ -23,8 +23,9 @@ from facemtl.data.formats._common import au_ids, au_number, dataset_root, find_d
 from facemtl.data.formats.affwild2 import AUS_2022, parse_labels, video_group
 from facemtl.data.record_dataset import build_splits, check_options
 from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, problem
+from facemtl.errors import FacemtlError
+from facemtl.labels import au_name
 from facemtl.registry import DATASETS
-from facemtl.tasks import FacemtlError, au_name
 
 FILES: dict[str, tuple[str, ...]] = {
     "train": ("train_set.txt", "training_set_annotations.txt", "training_set.txt"),

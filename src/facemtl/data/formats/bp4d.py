@@ -38,8 +38,9 @@ from facemtl.data.formats._common import (
 )
 from facemtl.data.record_dataset import build_splits, check_options
 from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, problem
+from facemtl.errors import FacemtlError
+from facemtl.labels import au_name
 from facemtl.registry import DATASETS
-from facemtl.tasks import FacemtlError, au_name
 
 STANDARD_AUS: tuple[int, ...] = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
 PARTS: tuple[tuple[str, ...], ...] = (

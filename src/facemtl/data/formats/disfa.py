@@ -28,8 +28,9 @@ from facemtl.config import DataConfig
 from facemtl.data.formats._common import au_ids, dataset_root, find_dir, fold_split, read_lines, resolve_template
 from facemtl.data.record_dataset import build_splits, check_options
 from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, problem
+from facemtl.errors import FacemtlError
+from facemtl.labels import au_name
 from facemtl.registry import DATASETS
-from facemtl.tasks import FacemtlError, au_name
 
 STANDARD_AUS: tuple[int, ...] = (1, 2, 4, 6, 9, 12, 25, 26)
 ANNOTATED_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)

@@ -27,8 +27,8 @@ from facemtl.config import DataConfig
 from facemtl.data.formats._common import dataset_root
 from facemtl.data.record_dataset import build_splits
 from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, problem
+from facemtl.errors import FacemtlError
 from facemtl.registry import DATASETS
-from facemtl.tasks import FacemtlError
 
 
 def read_imglab(path: Path) -> list[dict]:

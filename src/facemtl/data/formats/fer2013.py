@@ -26,8 +26,8 @@ from facemtl.config import DataConfig
 from facemtl.data.formats._common import csv_rows, dataset_root, to_int
 from facemtl.data.record_dataset import build_splits
 from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, problem
+from facemtl.errors import FacemtlError
 from facemtl.registry import DATASETS
-from facemtl.tasks import FacemtlError
 
 #: FER2013 label 0..6 -> AffectNet-order class (angry, disgust, fear, happy, sad, surprise, neutral).
 FER_TO_AFFECTNET: tuple[int, ...] = (6, 5, 4, 1, 2, 3, 0)

@@ -35,8 +35,8 @@ from facemtl.data.formats._common import csv_rows, dataset_root, find_file, to_i
 from facemtl.data.formats.fer2013 import USAGE, fer_pixels
 from facemtl.data.record_dataset import build_splits, check_options
 from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, note, problem
+from facemtl.errors import FacemtlError
 from facemtl.registry import DATASETS
-from facemtl.tasks import FacemtlError
 
 VOTES: tuple[str, ...] = (
     "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF",

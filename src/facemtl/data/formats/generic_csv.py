@@ -15,7 +15,7 @@ optional except ``path``, and an empty cell is a missing label:
 - ``valence, arousal``: in [-1, 1];
 - ``landmarks``: ``x;y;x;y;...`` in pixels, 5 (eyes, nose, mouth corners) or 68 (iBUG) points;
 - ``attr_<name>`` (e.g. ``attr_gender``): class index or name. gender, smile, glasses and pose
-  use facemtl's class names (see ``facemtl.tasks.DEFAULT_ATTRIBUTES``); other attributes take
+  use facemtl's class names (see ``facemtl.labels.DEFAULT_ATTRIBUTES``); other attributes take
   their sorted distinct values as class names.
 """
 
@@ -29,8 +29,9 @@ from facemtl.config import DataConfig
 from facemtl.data.formats._common import au_ids, au_number, csv_rows, dataset_root, to_float, to_int
 from facemtl.data.record_dataset import build_splits
 from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, problem
+from facemtl.errors import FacemtlError
+from facemtl.labels import DEFAULT_ATTRIBUTES, au_name
 from facemtl.registry import DATASETS
-from facemtl.tasks import DEFAULT_ATTRIBUTES, FacemtlError, au_name
 
 BOX = ("box_x", "box_y", "box_w", "box_h")
 

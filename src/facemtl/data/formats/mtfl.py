@@ -15,7 +15,7 @@ One face per line, 15 whitespace-separated fields::
 - All five x come first, then the five y, in pixels of the original image. Points:
   left eye centre, right eye centre, nose tip, left mouth corner, right mouth corner
   (image-left first): facemtl's 5-point scheme.
-- Attribute codes are 1-based; they map to :data:`facemtl.tasks.DEFAULT_ATTRIBUTES`:
+- Attribute codes are 1-based; they map to :data:`facemtl.labels.DEFAULT_ATTRIBUTES`:
   gender 1 male / 2 female -> ``male`` (0) / ``female`` (1); smile 1 yes / 2 no ->
   ``yes`` (1) / ``no`` (0); glasses 1 yes / 2 no -> ``yes`` (1) / ``no`` (0); pose
   1 left profile .. 5 right profile -> 0 .. 4.
@@ -51,8 +51,9 @@ from facemtl.data.formats._common import dataset_root, read_face_boxes, read_lin
 from facemtl.data.images import face_rects
 from facemtl.data.record_dataset import build_splits
 from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, note, problem
+from facemtl.errors import FacemtlError
+from facemtl.labels import DEFAULT_ATTRIBUTES
 from facemtl.registry import DATASETS
-from facemtl.tasks import DEFAULT_ATTRIBUTES, FacemtlError
 
 #: Crop margin (fraction of the landmark box's longer side, each side): frames the whole face.
 DEFAULT_MARGIN = 0.4

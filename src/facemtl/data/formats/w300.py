@@ -24,8 +24,8 @@ from facemtl.config import DataConfig
 from facemtl.data.formats._common import dataset_root, read_lines
 from facemtl.data.record_dataset import build_splits
 from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, problem
+from facemtl.errors import FacemtlError
 from facemtl.registry import DATASETS
-from facemtl.tasks import FacemtlError
 
 IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".bmp")
 SUBSETS: dict[str, tuple[str, ...]] = {

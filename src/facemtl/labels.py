@@ -19,6 +19,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
+from facemtl.errors import FacemtlError
+
 if TYPE_CHECKING:  # numpy is imported where the function runs: this module stays import-light
     import numpy as np
 
@@ -51,10 +53,6 @@ DEFAULT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "glasses": ("no", "yes"),
     "pose": ("left_profile", "left", "frontal", "right", "right_profile"),
 }
-
-
-class FacemtlError(Exception):
-    """An error caused by the user's input; the CLI prints it as one line, no traceback."""
 
 
 def mirror_permutation(num_points: int) -> tuple[int, ...]:

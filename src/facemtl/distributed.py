@@ -29,16 +29,15 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from facemtl.tasks import FacemtlError
+from facemtl.errors import FacemtlError
 
 
 def world_size() -> int:
@@ -253,31 +252,6 @@ def unwrap_training_step(method: nn.Module) -> None:
     for name in ("training_step", "forward"):
         if name in vars(method):
             delattr(method, name)
-
-
-def evaluate_sharded(
-    predict: Callable[[torch.Tensor], dict[str, Any]], dataset: Any, tasks: tuple[str, ...], device: torch.device,
-    batch_size: int,
-) -> dict[str, Any]:
-    """:func:`facemtl.engine.evaluate.evaluate`, each process predicting a contiguous part of ``dataset``.
-
-    Predictions are gathered (in dataset order) before any metric is computed, so every
-    process returns the metrics of the whole split, as a single process would.
-    """
-    from facemtl.engine.evaluate import collect_predictions, evaluate, metrics_of
-
-    world = world_size()
-    if world == 1:
-        return evaluate(predict, dataset, tasks, device, batch_size)
-    n, r = len(dataset), rank()
-    part = collect_predictions(predict, dataset, tasks, device, batch_size, list(range(n * r // world, n * (r + 1) // world)))
-    parts: list[Any] = [None] * world
-    dist.all_gather_object(parts, part)  # between this run's own processes
-    collected = {
-        task: {key: np.concatenate([p[task][key] for p in parts if task in p]) for key in ("pred", "label", "mask")}
-        for task in tasks if any(task in p for p in parts)
-    }
-    return metrics_of(collected, dataset.label_spaces)
 
 
 def _device() -> torch.device:

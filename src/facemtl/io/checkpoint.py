@@ -22,7 +22,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from facemtl.tasks import FacemtlError, LabelSpaces
+from facemtl.errors import FacemtlError
+from facemtl.labels import LabelSpaces
 
 FORMAT = "facemtl-checkpoint-1"
 
@@ -169,31 +170,3 @@ def load_model_state(module: torch.nn.Module, checkpoint: Checkpoint, tasks: lis
             f"{checkpoint.path}: weights do not match the model ({len(missing)} missing e.g. {missing[:3]}, "
             f"{len(unexpected)} unexpected e.g. {unexpected[:3]}); was it trained with another backbone or method?"
         )
-
-
-def load_network(path: str | Path, device: torch.device | str = "cpu") -> tuple[Any, Checkpoint]:
-    """The :class:`~facemtl.models.MultiTaskNet` of a checkpoint (file or run folder) and the checkpoint.
-
-    Weights are loaded strictly and the network is returned in eval mode on ``device``;
-    ``pretrained`` is never read: every weight comes from the checkpoint.
-
-    Raises:
-        FacemtlError: when the weights do not match the network the checkpoint's config describes.
-    """
-    from facemtl.models import MultiTaskNet  # local: keeps reading checkpoints free of model code
-
-    checkpoint = load_checkpoint(path)
-    model = checkpoint.config.get("model", {})
-    # binned VA (model.va_bins) changes the va head; older checkpoints have no such key
-    binned = {key: model[key] for key in ("va_bins", "va_bin_values") if key in model} if model.get("va_bins") else {}
-    net = MultiTaskNet(
-        model.get("backbone", "tiny"), checkpoint.tasks, checkpoint.label_spaces, branch_tasks=model.get("branch_tasks", ()),
-        **binned,
-    )
-    # trainer checkpoints hold the method's state: "net." + network keys, plus what the method owns
-    state = {k[4:]: v for k, v in checkpoint.model_state.items() if k.startswith("net.")} or checkpoint.model_state
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise FacemtlError(f"{checkpoint.path}: weights do not match its own config ({str(err).splitlines()[0]})") from None
-    return net.to(device).eval(), checkpoint
