@@ -29,7 +29,7 @@ from torch import nn
 from facemtl.config import load_config
 from facemtl.data import already_batched, build_datasets, move_batch
 from facemtl.data.sampling import epoch_batches
-from facemtl.engine.trainer import autocast_training_step, build_method, build_optimizer, lr_factor
+from facemtl.engine.trainer import autocast_forward, build_method, build_optimizer, lr_factor
 from facemtl.methods import TrainContext
 from facemtl.models import create_backbone
 from facemtl.models.multitask import IMAGE_MEAN, IMAGE_STD
@@ -107,8 +107,7 @@ def run(args: argparse.Namespace) -> dict:
         bare.compile()
     optimizer = build_optimizer(method, config.train)  # after .to(): the trainer's order
     bare_optimizer = torch.optim.AdamW(bare.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
-    if args.amp == "bf16":
-        autocast_training_step(method, device.type)
+    forward = autocast_forward(method.training_step, device.type) if args.amp == "bf16" else None
     method.train()
     bare.train()
     fixed_batch = move_batch(train_set.__getitems__(batches[0]), device)
@@ -124,7 +123,7 @@ def run(args: argparse.Namespace) -> dict:
             group["lr"] = group["base_lr"] * factor
         batch = move_batch(batch, device)
         batch["image"] = batch["image"].contiguous(memory_format=memory_format)
-        method.train_step(batch, optimizer)
+        method.train_step(batch, optimizer, forward=forward)
 
     timed = _timer(device)
     for i in range(args.warmup):  # allocator, cuDNN autotuning and compilation for both

@@ -100,7 +100,7 @@ class _Val:
 
 def test_switch_off_is_logged_and_kept_in_state(capsys, monkeypatch):
     method = _method(threshold=0.5)
-    method.set_validation_data(_Val(_batch()))
+    method.on_fit_start({"val": _Val(_batch())})
     val_losses = iter([[1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 1.0, 1.0]])  # smile's validation loss doubles
     monkeypatch.setattr(method, "validation_losses", lambda: next(val_losses))
     for epoch in range(2):

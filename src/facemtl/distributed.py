@@ -80,7 +80,7 @@ def cleanup(finished: bool = True) -> None:
 
     ``finished``: every process got here normally, so they first wait for each other (a
     process that failed must not wait: its peers may be stuck in a collective). Call it
-    after :func:`unwrap_training_step`: DDP's reducer keeps the group alive, and a gloo
+    after dropping the :func:`wrap_training_step` wrapper: DDP's reducer keeps the group alive, and a gloo
     group destroyed only at interpreter exit can abort the process (SIGABRT,
     "terminate called without an active exception"), failing a run that had finished.
     """
@@ -212,27 +212,23 @@ class DDPStep:
 
 
 def wrap_training_step(method: nn.Module, device: torch.device) -> DDPStep:
-    """Run ``method.training_step`` under ``DistributedDataParallel``; the method's API stays as it was.
+    """``method.training_step`` run under ``DistributedDataParallel``; the method is not changed.
 
-    DDP averages the gradients of what its forward computed. The Method seam's forward is
-    ``training_step(batch) -> {"loss", "logs"}``, so DDP wraps the whole method (the network
-    *and* what the method adds: SCN's importance branch, DACL's attention net) and
-    ``method.training_step`` is rebound to go through it; ``train_step``, ``state_dict`` and
-    attribute access are unchanged. Parameters without gradients and modules kept outside
-    the module tree (a distillation teacher) are not part of DDP.
-    ``find_unused_parameters``: heads switched off (TCDCN) and DACL's centres (own update)
-    get no gradient in a step. Buffers are not broadcast every step (:func:`broadcast_buffers`
-    does it at epoch ends).
+    DDP averages the gradients of what its forward computed. A Method's ``forward(batch)``
+    is its ``training_step(batch) -> {"loss", "logs"}``, so DDP wraps the whole method (the
+    network *and* what the method adds: SCN's importance branch, DACL's attention net); the
+    trainer hands the returned callable to ``method.train_step`` as its ``forward``.
+    Parameters without gradients and modules kept outside the module tree (a distillation
+    teacher) are not part of DDP. ``find_unused_parameters``: heads switched off (TCDCN) and
+    DACL's centres (own update) get no gradient in a step. Buffers are not broadcast every
+    step (:func:`broadcast_buffers` does it at epoch ends). Drop the returned object to
+    release DDP (it holds the process group).
     """
-    step = method.training_step  # the class's method, bound
-    method.forward = step  # what DDP(method)(batch) calls
     ddp = DistributedDataParallel(
         method, device_ids=[device.index] if device.type == "cuda" else None,
         find_unused_parameters=True, **_no_per_step_buffer_sync(),
     )
-    routed = DDPStep(ddp)
-    method.training_step = routed  # an instance attribute shadows the class's method
-    return routed
+    return DDPStep(ddp)
 
 
 def _no_per_step_buffer_sync() -> dict[str, bool]:
@@ -240,18 +236,6 @@ def _no_per_step_buffer_sync() -> dict[str, bool]:
     # its sync at construction is harmless here: every process starts from the same weights.
     parameters = inspect.signature(DistributedDataParallel.__init__).parameters
     return {"forward_sync_buffers": False} if "forward_sync_buffers" in parameters else {"broadcast_buffers": False}
-
-
-def unwrap_training_step(method: nn.Module) -> None:
-    """Undo :func:`wrap_training_step`: ``method.training_step`` is the class's again and DDP is released.
-
-    The wrapper and the method reference each other (``method.training_step`` -> DDP ->
-    ``method``), so without this DDP, and the process group it holds, would live until
-    the interpreter's last garbage collection.
-    """
-    for name in ("training_step", "forward"):
-        if name in vars(method):
-            delattr(method, name)
 
 
 def _device() -> torch.device:

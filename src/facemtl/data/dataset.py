@@ -84,6 +84,13 @@ class FaceDataset(Dataset):
         points = self.labels["lmk"][self.mask["lmk"]].numpy().mean(axis=0)
         return five_point_landmarks(points).round(5).tolist()
 
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer before each epoch; a dataset that redraws per epoch (a mix) overrides it."""
+
+    def composition(self) -> dict[str, int]:
+        """Samples per source in the current epoch (a mix); empty for a single-source dataset."""
+        return {}
+
     def label_counts(self) -> dict[str, int]:
         """Number of samples with at least one label, per task."""
         return {t: int(m.reshape(len(m), -1).any(dim=1).sum()) for t, m in self.mask.items()}

@@ -20,6 +20,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,14 @@ from tqdm import tqdm
 
 from facemtl import distributed
 from facemtl.config import Config, TrainConfig
-from facemtl.data import already_batched, build_datasets, move_batch
+from facemtl.data import FaceDataset, already_batched, build_datasets, move_batch
 from facemtl.data.sampling import epoch_batches, plan_epoch
 from facemtl.device import resolve_device
 from facemtl.engine.evaluate import evaluate_sharded, primary_scores, selection_score
 from facemtl.errors import FacemtlError
 from facemtl.io.checkpoint import load_checkpoint, load_model_state, replace_durably, save_checkpoint
 from facemtl.methods import METHODS, Method, TrainContext
+from facemtl.methods.base import StepForward
 from facemtl.models import MultiTaskNet
 
 
@@ -87,18 +89,16 @@ def build_method(config: Config, label_spaces: Any, context: TrainContext) -> Me
     return METHODS.get(config.method.name)(net, config.method, context)
 
 
-def autocast_training_step(method: Method, device_type: str) -> None:
-    """Run ``method.training_step`` (forward and loss) under bf16 autocast; backward and step stay fp32.
-
-    bf16 keeps fp32's exponent range, so no loss scaling is needed; CPUs run it too.
+def autocast_forward(forward: StepForward, device_type: str) -> StepForward:
+    """``forward`` (a method's ``training_step``: forward and loss) under bf16 autocast; backward and
+    step stay fp32. bf16 keeps fp32's exponent range, so no loss scaling is needed; CPUs run it too.
     """
-    step = method.training_step
 
     def autocast_step(batch: dict[str, Any]) -> dict[str, Any]:
         with torch.autocast(device_type, dtype=torch.bfloat16):
-            return step(batch)
+            return forward(batch)
 
-    method.training_step = autocast_step  # an instance attribute shadows the class's method
+    return autocast_step
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -116,9 +116,14 @@ class Trainer:
         config: the resolved run configuration.
         out_dir: the run folder (created; must not already hold a run unless resuming).
         resume: continue the run found in ``out_dir``.
+        datasets: the splits to train on, ``{"train", "val"[, "test"]}`` (``test`` is only
+            evaluated at the end); None builds them from ``config.data``. Built outside, a
+            caller can reuse decoded splits across runs or train on its own datasets.
     """
 
-    def __init__(self, config: Config, out_dir: str | Path, resume: bool = False) -> None:
+    def __init__(
+        self, config: Config, out_dir: str | Path, resume: bool = False, datasets: Mapping[str, FaceDataset] | None = None
+    ) -> None:
         if not str(out_dir).strip():
             raise FacemtlError("the output folder is empty; pass --out DIR")
         self.config = config
@@ -135,21 +140,16 @@ class Trainer:
             torch.set_num_threads(train.threads)
         seed_everything(train.seed)
         self.device = distributed.setup(resolve_device(train.device))  # joins torchrun's group, if any
-        self.datasets = build_datasets(config.data)
+        self.datasets = dict(datasets) if datasets is not None else build_datasets(config.data)
         self.train_set = self.datasets["train"]
         # the schedule counts the steps the epoch plan really has (per_task plans are shorter)
         self.steps_per_epoch = len(plan_epoch(self.train_set, config.data, config.model.tasks, train.batch_size, 0, 0))
         context = TrainContext(len(self.train_set), train.epochs, self.steps_per_epoch)
         self.method = build_method(config, self.train_set.label_spaces, context).to(self.device)
-        if hasattr(self.method, "set_validation_data") and "val" in self.datasets:
-            # Methods whose epoch-end schedule reads validation losses (TCDCN's task-wise early
-            # stopping): on_epoch_end runs before the trainer's own validation pass.
-            self.method.set_validation_data(self.datasets["val"])
-        if hasattr(self.method, "set_training_data"):  # MAL carves its meta set from the training split
-            self.method.set_training_data(self.train_set)
+        self.method.on_fit_start({split: data for split, data in self.datasets.items() if split != "test"})
         self._speed_options()
         self.optimizer = build_optimizer(self.method, train)
-        self._wrap_training_step()
+        self.forward = self._training_forward()
         self.tasks = self.method.net.tasks
         self.preprocess = {
             "image_size": config.data.image_size,
@@ -206,8 +206,7 @@ class Trainer:
 
     def _train_epoch(self) -> None:
         train, epoch = self.config.train, self.state["epoch"]
-        if hasattr(self.train_set, "set_epoch"):  # datasets that redraw a weighted sample per epoch (mix)
-            self.train_set.set_epoch(epoch)
+        self.train_set.set_epoch(epoch)  # a mix redraws its weighted sample; other datasets ignore it
         batches = plan_epoch(self.train_set, self.config.data, self.tasks, train.batch_size, train.seed, epoch)[self.state["batch"]:]
         batches = distributed.shard_batches(batches)  # this process's share of each global batch
         loader = DataLoader(
@@ -222,7 +221,7 @@ class Trainer:
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{train.epochs}", leave=False, disable=not show)
         for batch in bar:
             self._set_lr()
-            logs = self.method.train_step(self._to_device(batch), self.optimizer, train.grad_clip)
+            logs = self.method.train_step(self._to_device(batch), self.optimizer, train.grad_clip, self.forward)
             logs = distributed.mean_logs(logs)  # identical sums in every process: resume needs no reduction
             for key, value in logs.items():
                 self.state["sums"][key] = self.state["sums"].get(key, 0.0) + value
@@ -257,19 +256,22 @@ class Trainer:
         if train.compile:
             self.method.net.compile()  # in place, unlike torch.compile(net): no "_orig_mod." in checkpoints
 
-    def _wrap_training_step(self) -> None:
-        """DDP (several processes) and bf16 autocast (``train.amp``) around ``method.training_step``.
+    def _training_forward(self) -> StepForward:
+        """``method.training_step`` under DDP (several processes) and bf16 autocast (``train.amp``):
+        the ``forward`` handed to every ``method.train_step``; the method itself is not changed.
 
         Autocast covers the forward and the loss, not backward or the optimiser step, as
         PyTorch recommends; a method that forwards outside ``training_step`` (MAL's
         functional passes) runs those in fp32.
         """
         self.ddp_step: distributed.DDPStep | None = None
+        forward: StepForward = self.method.training_step
         if distributed.world_size() > 1:
-            self.ddp_step = distributed.wrap_training_step(self.method, self.device)
+            self.ddp_step = forward = distributed.wrap_training_step(self.method, self.device)
             self.optimizer.register_step_pre_hook(self._average_manual_grads)
         if self.config.train.amp == "bf16":
-            autocast_training_step(self.method, self.device.type)
+            forward = autocast_forward(forward, self.device.type)
+        return forward
 
     def close(self, finished: bool = True) -> None:
         """Release DDP and leave the process group; every process calls it once, after :meth:`fit`.
@@ -278,8 +280,7 @@ class Trainer:
         A single-process trainer has nothing to release.
         """
         if self.ddp_step is not None:
-            distributed.unwrap_training_step(self.method)
-            self.ddp_step = None
+            self.ddp_step = self.forward = None  # DDP holds the process group: release it before leaving
         distributed.cleanup(finished)
 
     def _average_manual_grads(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
@@ -302,8 +303,7 @@ class Trainer:
         row: dict[str, Any] = {"epoch": epoch + 1, "step": self.state["step"], "lr": self.optimizer.param_groups[0]["lr"]}
         row.update({f"train_{k}": v / count for k, v in self.state["sums"].items()})
         row.update(method_logs)
-        if hasattr(self.train_set, "composition"):  # mixed datasets: how many samples each source gave
-            row.update({f"samples_{name}": count for name, count in self.train_set.composition().items()})
+        row.update({f"samples_{name}": count for name, count in self.train_set.composition().items()})
         row.update(_flat_scores(val))
         row["val_score"] = score
         self.state["seconds"] += seconds

@@ -2,18 +2,26 @@
 
 A :class:`Method` is an ``nn.Module`` that owns the :class:`~facemtl.models.MultiTaskNet`
 plus whatever the paper adds. Everything it owns lives in its ``state_dict`` so
-checkpoints and resume cover it. The trainer calls, and only calls:
+checkpoints and resume cover it. The trainer calls, and only calls, in this order:
 
+- :meth:`Method.on_fit_start` once, with the run's datasets (MAL draws its meta set from
+  ``train``, TCDCN's task-wise early stopping reads ``val``);
 - :meth:`Method.param_groups` once, to build the optimiser;
 - :meth:`Method.train_step` once per batch (default: ``training_step`` + backward + step +
   :meth:`Method.after_optimizer_step`; override only for manual optimisation such as a
-  bilevel step);
+  bilevel step). It receives ``forward``: ``training_step`` as the trainer runs it (under
+  DDP when there are several processes, under bf16 autocast with ``train.amp``); a method
+  calls that instead of ``self.training_step`` so those wrappers apply without the trainer
+  touching the method's attributes;
 - :meth:`Method.on_epoch_end` after each epoch (schedules, task switches);
 - :meth:`Method.predict` for evaluation.
+
+``Method.forward(batch)`` is ``training_step(batch)``: what DDP wraps.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,6 +36,8 @@ from facemtl.models import MultiTaskNet
 
 Batch = dict[str, Any]
 Outputs = dict[str, Any]
+#: ``training_step`` as the trainer runs it: ``batch -> {"loss": tensor, "logs": {...}}``
+StepForward = Callable[[Batch], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,16 @@ class Method(nn.Module):
         self.context = context
 
     # -- what the trainer calls -------------------------------------------------------
+    def on_fit_start(self, datasets: Mapping[str, Any]) -> None:
+        """Called once before training with the run's splits (``train``, ``val``, maybe ``test``).
+
+        Override to keep what the method needs from them; never train or select on ``test``.
+        """
+
+    def forward(self, batch: Batch) -> dict[str, Any]:
+        """:meth:`training_step`: the module's forward, so DDP can wrap the whole method."""
+        return self.training_step(batch)
+
     def param_groups(self, train: TrainConfig) -> list[dict[str, Any]]:
         """Parameter groups for the optimiser; override to give extra parameters their own lr."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
@@ -111,9 +131,18 @@ class Method(nn.Module):
         losses = self.task_losses(outputs, batch)
         return self.combine(losses)
 
-    def train_step(self, batch: Batch, optimizer: torch.optim.Optimizer, grad_clip: float = 0.0) -> dict[str, float]:
-        """One optimisation step; returns scalar logs."""
-        result = self.training_step(batch)
+    def train_step(
+        self, batch: Batch, optimizer: torch.optim.Optimizer, grad_clip: float = 0.0, forward: StepForward | None = None
+    ) -> dict[str, float]:
+        """One optimisation step; returns scalar logs.
+
+        Args:
+            batch: the batch, on the training device.
+            optimizer: built from :meth:`param_groups`.
+            grad_clip: max gradient norm (0: off).
+            forward: ``training_step`` as the trainer wraps it (DDP, autocast); None = ``self.training_step``.
+        """
+        result = (forward or self.training_step)(batch)
         optimizer.zero_grad(set_to_none=True)
         result["loss"].backward()
         if grad_clip > 0:

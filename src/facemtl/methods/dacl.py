@@ -41,7 +41,7 @@ from torch import nn
 from facemtl.config import MethodConfig, TrainConfig
 from facemtl.errors import FacemtlError
 from facemtl.losses import center_update_direction, sparse_center_loss
-from facemtl.methods.base import Batch, EpochStats, Method, TrainContext
+from facemtl.methods.base import Batch, EpochStats, Method, StepForward, TrainContext
 from facemtl.methods.buffered_optimizer import BufferedOptimizer
 from facemtl.models import MultiTaskNet
 from facemtl.registry import METHODS
@@ -127,11 +127,13 @@ class DACLMethod(Method):
     def attention_optim_params(self) -> list[nn.Parameter]:
         return list(self.attention.parameters()) if self.attention_optim is not None else []
 
-    def train_step(self, batch: Batch, optimizer: torch.optim.Optimizer, grad_clip: float = 0.0) -> dict[str, float]:
+    def train_step(
+        self, batch: Batch, optimizer: torch.optim.Optimizer, grad_clip: float = 0.0, forward: StepForward | None = None
+    ) -> dict[str, float]:
         """The base step; first notes the schedule's factor for the attention's own lr."""
         group = optimizer.param_groups[0]
         self.schedule_factor = group["lr"] / group["base_lr"] if group.get("base_lr") else 1.0
-        return super().train_step(batch, optimizer, grad_clip)
+        return super().train_step(batch, optimizer, grad_clip, forward)
 
     def training_step(self, batch: Batch) -> dict[str, Any]:
         from facemtl.distributed import gather_cat  # local: facemtl.engine imports the methods

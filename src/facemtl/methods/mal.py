@@ -48,6 +48,7 @@ Engineering choices, and why:
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +68,7 @@ from facemtl.losses.meta import (
     virtual_sgd_step,
     weighted_task_loss,
 )
-from facemtl.methods.base import Batch, EpochStats, Method, TrainContext
+from facemtl.methods.base import Batch, EpochStats, Method, StepForward, TrainContext
 from facemtl.methods.buffered_optimizer import BufferedOptimizer
 from facemtl.models import MultiTaskNet
 from facemtl.registry import METHODS
@@ -306,6 +307,10 @@ class MALMethod(Method):
         self.reuse_below = config.virtual_step == "heads" and net.splits_at_last_stage
 
     # -- data ---------------------------------------------------------------------------
+    def on_fit_start(self, datasets: Mapping[str, Any]) -> None:
+        """Draws the meta set from ``datasets["train"]`` (:meth:`set_training_data`)."""
+        self.set_training_data(datasets["train"])
+
     def set_training_data(self, dataset: Any) -> None:
         """Draw the meta set: ``meta_size`` AU-labelled training faces (seeded); kept out of base batches
         unless ``meta_holdout`` is false."""
@@ -328,7 +333,7 @@ class MALMethod(Method):
     def next_meta_batch(self, device: torch.device) -> Batch:
         """A meta batch drawn by a generator seeded by (meta_seed, iteration): resume-exact."""
         if self.meta_data is None or int(self.meta_index[0]) < 0:
-            raise FacemtlError("method mal: no meta set; the trainer calls set_training_data(train_set) first")
+            raise FacemtlError("method mal: no meta set; the trainer calls on_fit_start(datasets) first")
         generator = torch.Generator().manual_seed(_seed(self.config.meta_seed, int(self.meta_steps)))
         k = len(self.meta_index)
         picks = torch.randperm(k, generator=generator)[: min(self.config.meta_batch_size, k)]
@@ -626,8 +631,11 @@ class MALMethod(Method):
         """Whether training is still in its first ``epochs`` epochs (counted in MAL iterations: resume-exact)."""
         return int(self.meta_steps) < epochs * self.context.steps_per_epoch
 
-    def train_step(self, batch: Batch, optimizer: torch.optim.Optimizer, grad_clip: float = 0.0) -> dict[str, float]:
-        """One MAL iteration: meta-train, meta-test, base learning."""
+    def train_step(
+        self, batch: Batch, optimizer: torch.optim.Optimizer, grad_clip: float = 0.0, forward: StepForward | None = None
+    ) -> dict[str, float]:
+        """One MAL iteration: meta-train, meta-test, base learning (its functional passes run in fp32
+        outside ``forward``; the trainer averages their gradients across processes)."""
         batch = self.drop_meta_faces(batch)
         if len(batch["index"]) == 0:  # a tiny training set whose batch was all meta faces: nothing to learn from
             return {"loss": 0.0}

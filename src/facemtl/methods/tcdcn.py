@@ -29,6 +29,7 @@ every detail below the paper's text is ours):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,9 +103,9 @@ class TCDCNMethod(Method):
         self._val: FaceDataset | None = None
 
     # -- the trainer's hooks -----------------------------------------------------------
-    def set_validation_data(self, dataset: FaceDataset) -> None:
-        """Called by the trainer: the split whose per-task losses drive the early stopping."""
-        self._val = dataset
+    def on_fit_start(self, datasets: Mapping[str, Any]) -> None:
+        """Keeps ``datasets["val"]``: the split whose per-task losses drive the early stopping."""
+        self._val = datasets.get("val")
 
     def training_step(self, batch: Batch) -> dict[str, Any]:
         outputs = self.net(batch["image"])
@@ -161,7 +162,7 @@ class TCDCNMethod(Method):
         Runs in eval mode without touching any random state, so resume stays exact.
 
         Raises:
-            FacemtlError: when no validation split was attached (:meth:`set_validation_data`).
+            FacemtlError: when no validation split was attached (:meth:`on_fit_start`).
         """
         if self._val is None or len(self._val) == 0:
             raise FacemtlError("method tcdcn needs a non-empty validation split for its per-task losses")
