@@ -14,9 +14,10 @@ from facemtl.engine.trainer import build_method
 from facemtl.errors import FacemtlError
 from facemtl.io.checkpoint import save_checkpoint
 from facemtl.losses.distill import au_distill, kl_distill
-from facemtl.losses.va import digitize_va, va_bin_values, va_expectation
+from facemtl.losses.va import va_expectation
 from facemtl.methods import TrainContext
 from facemtl.methods.distill import load_net
+from facemtl.va_bins import digitize_va, va_bin_values
 
 TASKS = "model.tasks=au,expr,va"
 

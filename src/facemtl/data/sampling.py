@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from facemtl.config import DataConfig
+from facemtl.va_bins import digitize_va
 
 BALANCED_TASKS = ("au", "expr", "va")
 
@@ -143,7 +144,6 @@ def class_weights(classes: np.ndarray) -> np.ndarray:
 
 def va_histogram_weights(va: np.ndarray, bins: int = 20) -> np.ndarray:
     """``1 / count`` of the face's cell in a ``bins x bins`` valence-arousal histogram over [-1, 1]^2."""
-    from facemtl.losses.va import digitize_va
 
     cells = digitize_va(torch.as_tensor(np.asarray(va, np.float64)), bins).numpy()
     return class_weights(cells[:, 0] * bins + cells[:, 1])

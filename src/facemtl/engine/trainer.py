@@ -80,13 +80,20 @@ def build_optimizer(method: Method, train: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
 
 
-def build_method(config: Config, label_spaces: Any, context: TrainContext) -> Method:
-    """Network plus the configured method around it."""
+def build_method(
+    config: Config, label_spaces: Any, context: TrainContext, method_class: type[Method] | None = None
+) -> Method:
+    """Network plus the configured method around it.
+
+    ``method_class``: a :class:`Method` subclass to build instead of the registered
+    ``config.method.name`` (it takes that name's config section): how a benchmark trains its
+    own variant of a method without registering it in the library.
+    """
     net = MultiTaskNet(
         config.model.backbone, config.model.tasks, label_spaces, config.model.pretrained, config.model.drop_rate,
         va_bins=config.model.va_bins, va_bin_values=config.model.va_bin_values, branch_tasks=config.model.branch_tasks,
     )
-    return METHODS.get(config.method.name)(net, config.method, context)
+    return (method_class or METHODS.get(config.method.name))(net, config.method, context)
 
 
 def autocast_forward(forward: StepForward, device_type: str) -> StepForward:
@@ -119,10 +126,17 @@ class Trainer:
         datasets: the splits to train on, ``{"train", "val"[, "test"]}`` (``test`` is only
             evaluated at the end); None builds them from ``config.data``. Built outside, a
             caller can reuse decoded splits across runs or train on its own datasets.
+        method_class: a :class:`Method` subclass to train instead of ``config.method.name``'s
+            (see :func:`build_method`).
     """
 
     def __init__(
-        self, config: Config, out_dir: str | Path, resume: bool = False, datasets: Mapping[str, FaceDataset] | None = None
+        self,
+        config: Config,
+        out_dir: str | Path,
+        resume: bool = False,
+        datasets: Mapping[str, FaceDataset] | None = None,
+        method_class: type[Method] | None = None,
     ) -> None:
         if not str(out_dir).strip():
             raise FacemtlError("the output folder is empty; pass --out DIR")
@@ -145,7 +159,7 @@ class Trainer:
         # the schedule counts the steps the epoch plan really has (per_task plans are shorter)
         self.steps_per_epoch = len(plan_epoch(self.train_set, config.data, config.model.tasks, train.batch_size, 0, 0))
         context = TrainContext(len(self.train_set), train.epochs, self.steps_per_epoch)
-        self.method = build_method(config, self.train_set.label_spaces, context).to(self.device)
+        self.method = build_method(config, self.train_set.label_spaces, context, method_class).to(self.device)
         self.method.on_fit_start({split: data for split, data in self.datasets.items() if split != "test"})
         self._speed_options()
         self.optimizer = build_optimizer(self.method, train)

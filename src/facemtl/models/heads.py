@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from facemtl.labels import LabelSpaces
+from facemtl.va_bins import va_bin_values
 
 
 class AttributeHead(nn.Module):
@@ -23,13 +24,11 @@ class VABinHead(nn.Module):
     """Valence and arousal as ``bins``-way classifications (Deng et al.): logits ``[B, 2, bins]``.
 
     :meth:`expectation` turns logits into the continuous ``[B, 2]`` prediction
-    ``sum_b softmax_b * values_b`` (``values``: see :func:`facemtl.losses.va.va_bin_values`).
+    ``sum_b softmax_b * values_b`` (``values``: see :func:`facemtl.va_bins.va_bin_values`).
     """
 
     def __init__(self, in_features: int, bins: int = 20, values: str = "code") -> None:
         super().__init__()
-        from facemtl.losses.va import va_bin_values  # local: losses import nothing from models
-
         self.bins = bins
         self.linear = nn.Linear(in_features, 2 * bins)
         self.register_buffer("values", va_bin_values(bins, values), persistent=False)

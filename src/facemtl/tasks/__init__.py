@@ -1,0 +1,1 @@
+"""Task specs: one object per task (label space, head, loss, metrics, columns)."""
