@@ -35,6 +35,7 @@ from facemtl.data import FaceDataset, already_batched, build_datasets, move_batc
 from facemtl.data.sampling import epoch_batches, plan_epoch
 from facemtl.device import resolve_device
 from facemtl.engine.evaluate import evaluate_sharded, primary_scores, selection_score
+from facemtl.engine.run_lock import check_free, hold
 from facemtl.errors import FacemtlError
 from facemtl.io.checkpoint import load_checkpoint, load_model_state, replace_durably, save_checkpoint
 from facemtl.methods import METHODS, Method, TrainContext
@@ -145,6 +146,7 @@ class Trainer:
         self.last_path = self.out_dir / "checkpoints" / "last.safetensors"
         self.best_path = self.out_dir / "checkpoints" / "best.safetensors"
         if self.last_path.exists() and not resume:
+        check_free(self.out_dir)  # a live writer is named now, not after the data has loaded
             raise FacemtlError(f"{self.out_dir} already holds a run; add --resume to continue it or choose another --out")
         if resume and not self.last_path.exists():
             raise FacemtlError(f"--resume: no {self.last_path} to resume from")
@@ -203,7 +205,14 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        """Train, validate each epoch, keep the best checkpoint, then write ``metrics.json``."""
+        """Train, validate each epoch, keep the best checkpoint, then write ``metrics.json``.
+
+        Rank 0 holds the run folder's lock (:mod:`facemtl.engine.run_lock`) meanwhile.
+        """
+        with hold(self.out_dir, enabled=distributed.is_main()):
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.resume:
             self._restore()
