@@ -145,8 +145,8 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.last_path = self.out_dir / "checkpoints" / "last.safetensors"
         self.best_path = self.out_dir / "checkpoints" / "best.safetensors"
-        if self.last_path.exists() and not resume:
         check_free(self.out_dir)  # a live writer is named now, not after the data has loaded
+        if self.last_path.exists() and not resume:
             raise FacemtlError(f"{self.out_dir} already holds a run; add --resume to continue it or choose another --out")
         if resume and not self.last_path.exists():
             raise FacemtlError(f"--resume: no {self.last_path} to resume from")
