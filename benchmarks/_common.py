@@ -7,7 +7,7 @@ import csv
 import json
 import statistics
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,17 +16,27 @@ import torch
 
 from facemtl.config import load_config
 from facemtl.engine import Trainer
+from facemtl.methods import Method
 
 
-def train_run(overrides: list[str], inspect: Callable[[Trainer, dict, list[dict]], dict] | None = None) -> dict[str, Any]:
+def train_run(
+    overrides: list[str],
+    inspect: Callable[[Trainer, dict, list[dict]], dict] | None = None,
+    method_class: type[Method] | None = None,
+    datasets: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Train one config in a temporary folder (one thread); return test metrics, log rows and ``inspect``'s extras.
 
     ``inspect(trainer, metrics, rows)`` runs before the folder is deleted, with the best
-    checkpoint's weights loaded, to measure whatever the benchmark needs.
+    checkpoint's weights loaded, to measure whatever the benchmark needs. ``method_class``: a
+    benchmark-local :class:`~facemtl.methods.Method` subclass trained instead of the registered
+    ``method.name`` (whose config section it takes); ``datasets``: splits built once and reused
+    (``{"train", "val", "test"}``), None builds them from the config.
     """
     torch.set_num_threads(1)  # workers run side by side: one core each
     with tempfile.TemporaryDirectory() as folder:
-        trainer = Trainer(load_config(None, overrides + ["train.progress=false"]), Path(folder) / "run")
+        config = load_config(None, overrides + ["train.progress=false"])
+        trainer = Trainer(config, Path(folder) / "run", datasets=datasets, method_class=method_class)
         metrics = trainer.fit()
         rows = list(csv.DictReader((Path(folder) / "run" / "log.csv").open()))
         extra = inspect(trainer, metrics, rows) if inspect else {}

@@ -19,6 +19,9 @@ flipped, optionally few AU labels), for each seed and the same number of real up
   corrupted. It separates the hypergradient's signal from the meta-net's input: if the oracle's
   weights split clean from corrupted faces and a real input's do not, the input is the bottleneck.
 
+The diagnostic methods read the benchmark's ground truth and live in ``mal_diagnostics.py``; each run
+trains its class through ``Trainer(method_class=...)`` (nothing is registered in the library).
+
 MAL's K meta faces are held out of its base stream (``method.meta_holdout``), while the baselines
 train on every face; ``--meta-in-base`` keeps them in MAL's base stream too (variants ``.../shared``),
 so every variant fits the same faces and the meta set's cost is not charged to MAL alone.
@@ -46,26 +49,18 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from _common import add_difficulty_argument, add_merge_argument, mean_std, merged_results, train_run
+from mal_diagnostics import FilteredPlain, history_filtered_plain, history_separation, oracle_mal, plain_without_meta
 
 from facemtl.config import load_config
 from facemtl.data import build_datasets
 from facemtl.engine.trainer import build_method, build_optimizer
-from facemtl.losses.meta import expr_sample_losses
-from facemtl.methods import METHODS, TrainContext
-from facemtl.methods.mal import (
-    HISTORY_TASKS,
-    FaceHistory,
-    MALConfig,
-    MALMethod,
-    draw_meta_set,
-    drop_faces,
-    standardize_within_label,
-)
-from facemtl.methods.plain import PlainMethod
+from facemtl.methods import Method, TrainContext
+
+#: a variant: its config overrides and, for a benchmark-local method (mal_diagnostics), the class to train
+Variant = tuple[list[str], type[Method] | None]
 
 #: --quick: about 12 CPU-minutes (estimated from step times) for the 3 seeds (1,000 faces, 32 px, 5 epochs)
 QUICK = {"num_train": 1000, "num_val": 300, "num_test": 500, "image_size": 32, "epochs": 5, "meta_size": 50,
@@ -93,105 +88,6 @@ HYPERGRADIENTS = ("autograd", "difference")
 ALIGNMENT = ("align_expr_clean", "align_expr_flipped")
 
 
-@METHODS.register("mal_oracle")
-class OracleMAL(MALMethod):
-    """Diagnostic: the meta-net reads the benchmark's corrupted-label flag, one-hot ``[clean, corrupted]``
-    (needs ``method.meta_input=loss``, the two-column input).
-
-    ``error`` and ``from_epoch`` (set by ``--oracle-error`` / ``--oracle-from-epoch``) make it an imperfect
-    detector, to tell which property of the perfect flag a real input lacks: the flag is wrong for a fixed
-    ``error`` fraction of the faces, drawn at random (a detector of AUC ``1 - error``; the confidence history
-    reaches about 0.9) or, with ``error_on`` weak (``--oracle-error-on weak``), put on the clean faces with the
-    weakest expression, neutral ones first (the faces the confidence history lowers with the corrupted ones),
-    and hidden (``[0.5, 0.5]`` for every face: uniform weights) for the first ``from_epoch`` epochs (a detector
-    that needs the model trained first; the history-based weights split around epoch 4 of 8)."""
-
-    error = 0.0
-    error_on = "random"  # random | weak (the clean faces with the weakest expression, neutral first)
-    from_epoch = 0
-
-    def set_training_data(self, dataset: Any) -> None:
-        super().set_training_data(dataset)
-        draw = torch.rand(len(dataset.mask["expr"]), generator=torch.Generator().manual_seed(self.config.meta_seed + 7))
-        self.wrong_flag = draw < self.error
-        if self.error_on == "weak":  # as many wrong flags, on the clean faces with the weakest expression
-            clean = dataset.mask["expr"].bool() & ~dataset.info["expr_flipped"].bool()
-            order = torch.where(clean, dataset.info["expr_intensity"] + 1e-6 * draw, float("inf")).argsort()
-            self.wrong_flag = torch.zeros_like(self.wrong_flag)
-            self.wrong_flag[order[:int(self.error * len(draw))]] = True
-
-    def meta_inputs(self, outputs: dict, entries: dict, batch: dict) -> torch.Tensor:
-        flipped = batch["info"]["expr_flipped"].bool() ^ self.wrong_flag[batch["index"].cpu()].to(batch["index"].device)
-        flipped = flipped.to(outputs["feat"].dtype)[:, None]
-        if self.in_first_epochs(self.from_epoch):
-            flipped = torch.full_like(flipped, 0.5)
-        return torch.cat([1 - flipped, flipped], dim=1)
-
-
-@METHODS.register("plain_filtered")
-class FilteredPlain(PlainMethod):
-    """Diagnostic: fixed weighting with the corrupted expression labels dropped, the ideal 0/1
-    per-sample weighting that MAL's meta-net could at best learn (what reweighting can gain)."""
-
-    def training_step(self, batch: dict) -> dict:
-        mask = batch["mask"]["expr"]
-        clean = (mask.bool() & ~batch["info"]["expr_flipped"].bool()).to(mask.dtype)
-        return super().training_step({**batch, "mask": {**batch["mask"], "expr": clean}})
-
-
-@METHODS.register("plain_history_filtered")
-class HistoryFilteredPlain(PlainMethod):
-    """Diagnostic: fixed weighting that drops the expression labels whose confidence history is among the
-    lowest ``drop_fraction`` (the benchmark's noise rate, ``--noise``), after ``from_epoch`` epochs (``--history-
-    filtered-from-epoch``, default 1: every face seen once) on every label. The history is
-    MAL's ``dynamics`` signal, each face's mean ``p(label)`` over its visits, standardised within its label
-    (:func:`standardize_within_label`), so the selection is what the meta-net could learn from that input
-    with a hard threshold and the noise rate given."""
-
-    drop_fraction = 0.4
-    from_epoch = 1  # epochs trained on every label before the selection starts (1: every face seen once)
-
-    def set_training_data(self, dataset: Any) -> None:
-        self.confidence = FaceHistory(len(dataset.mask["expr"]), 1)
-        self.face_labels = torch.where(dataset.mask["expr"].bool(), dataset.labels["expr"].long(), -1)
-        self.steps = 0
-
-    def selection_score(self) -> torch.Tensor:
-        """``[N]``: each face's mean label confidence, standardised within its label (0: unvisited)."""
-        mean, _ = self.confidence.mean_std()
-        return standardize_within_label(mean[:, 0], self.face_labels, self.confidence.visited()[:, 0])
-
-    def kept_faces(self) -> torch.Tensor:
-        """``[N]`` bool: the faces whose expression label is kept (score above the ``drop_fraction`` quantile)."""
-        score, counted = self.selection_score(), self.confidence.visited()[:, 0] & (self.face_labels >= 0)
-        return score > score[counted].quantile(self.drop_fraction)
-
-    def training_step(self, batch: dict) -> dict:
-        outputs = self.net(batch["image"])
-        labels, mask = batch["labels"]["expr"], batch["mask"]["expr"]
-        confidence = torch.exp(-expr_sample_losses(outputs["expr"], labels, mask).detach())
-        self.confidence.record(batch["index"], confidence[:, None], mask.float()[:, None])
-        if self.steps >= self.from_epoch * self.context.steps_per_epoch:
-            mask = mask & self.kept_faces()[batch["index"]].to(mask.dtype)
-        self.steps += 1
-        return self.combine(self.task_losses(outputs, {**batch, "mask": {**batch["mask"], "expr": mask}}))
-
-
-@METHODS.register("plain_without_meta")
-class PlainWithoutMetaFaces(PlainMethod):
-    """Baseline under the paper's protocol, where the meta set is AU data outside the training set:
-    fixed weighting that never trains on the faces MAL holds out as its meta set (same seeded draw,
-    ``meta_size`` set by the benchmark), so MAL's only extra is *using* them to weight the rest."""
-
-    meta_size = MALConfig.meta_size
-
-    def set_training_data(self, dataset: Any) -> None:
-        self.meta_faces = draw_meta_set(dataset.mask["au"], self.meta_size, MALConfig.meta_seed)
-
-    def training_step(self, batch: dict) -> dict:
-        return super().training_step(drop_faces(batch, self.meta_faces))
-
-
 def base_overrides(args: argparse.Namespace, seed: int) -> list[str]:
     return [
         "model.tasks=[au,expr]", f"model.backbone={args.backbone}",
@@ -215,132 +111,60 @@ def mal_overrides(args: argparse.Namespace, meta_input: str, virtual_step: str =
         f"method.task_weights.expr={args.mal_expr_weight}", f"method.weight_au={str(not args.fix_au_weights).lower()}",
         f"method.meta_standardize={str(args.meta_standardize).lower()}",
         f"method.meta_holdout={str(not args.meta_in_base).lower()}",
-        f"method.history_by_label={str(args.history_by_label).lower()}",
         f"method.weight_from_epoch={args.weight_from_epoch}",
     ]
 
 
 def _mal_name(stem: str, normalize: str, args: argparse.Namespace) -> str:
-    """``stem[normalize]/by_label/from_epoch=N/shared``: the normalisation unless batch, /by_label when histories
-    are compared within each expression label, /from_epoch=N when the weights apply from epoch N, /shared when the
-    meta faces also train theta."""
-    return (stem + ("" if normalize == "batch" else f"[{normalize}]") + ("/by_label" if args.history_by_label else "")
+    """``stem[normalize]/from_epoch=N/shared``: the normalisation unless batch, /from_epoch=N when the weights
+    apply from epoch N, /shared when the meta faces also train theta."""
+    return (stem + ("" if normalize == "batch" else f"[{normalize}]")
             + (f"/from_epoch={args.weight_from_epoch}" if args.weight_from_epoch else "")
             + ("/shared" if args.meta_in_base else ""))
 
 
-def variants(args: argparse.Namespace) -> dict[str, list[str]]:
-    out = {"au_only": ["method.name=plain", "method.task_weights.expr=0"]}
-    out.update({f"rho={r:g}": ["method.name=plain", f"method.task_weights.expr={r}"] for r in args.rhos})
+def variants(args: argparse.Namespace) -> dict[str, Variant]:
+    """Every variant the flags ask for (or those of ``--variants``), by name."""
+    weight = lambda r: [f"method.task_weights.expr={r}"]
+    out: dict[str, Variant] = {"au_only": (["method.name=plain", *weight(0)], None)}
+    out.update({f"rho={r:g}": (["method.name=plain", *weight(r)], None) for r in args.rhos})
     if args.filtered:
-        out.update({f"rho={r:g}/filtered": ["method.name=plain_filtered", f"method.task_weights.expr={r}"]
-                    for r in args.rhos})
+        out.update({f"rho={r:g}/filtered": (["method.name=plain", *weight(r)], FilteredPlain) for r in args.rhos})
     if args.history_filtered:
-        HistoryFilteredPlain.drop_fraction = args.noise
-        HistoryFilteredPlain.from_epoch = args.history_filtered_from_epoch
+        selection = history_filtered_plain(args.noise, args.history_filtered_from_epoch)
         late = "" if args.history_filtered_from_epoch == 1 else f"(from_epoch={args.history_filtered_from_epoch})"
-        out.update({f"rho={r:g}/history_filtered{late}": ["method.name=plain_history_filtered",
-                                                    f"method.task_weights.expr={r}"] for r in args.rhos})
-    if args.without_meta:
-        out.update({f"rho={r:g}/without_meta": ["method.name=plain_without_meta", f"method.task_weights.expr={r}"]
+        out.update({f"rho={r:g}/history_filtered{late}": (["method.name=plain", *weight(r)], selection)
                     for r in args.rhos})
+    if args.without_meta:
+        without = plain_without_meta(args.meta_size)
+        out.update({f"rho={r:g}/without_meta": (["method.name=plain", *weight(r)], without) for r in args.rhos})
     for normalize in args.normalize:
         for meta_input in args.meta_inputs:
             name = _mal_name("mal" if meta_input == "feat" else f"mal_{meta_input}", normalize, args)
-            out[name] = mal_overrides(args, meta_input, args.virtual_step, normalize)
+            out[name] = (mal_overrides(args, meta_input, args.virtual_step, normalize), None)
         if args.oracle:
-            OracleMAL.error, OracleMAL.error_on = args.oracle_error, args.oracle_error_on
-            OracleMAL.from_epoch = args.oracle_from_epoch
-            imperfect = [f"{key}={value:g}" for key, value in (("error", args.oracle_error),
-                                                               ("from_epoch", args.oracle_from_epoch)) if value]
-            if args.oracle_error and args.oracle_error_on != "random":
-                imperfect.append(f"on={args.oracle_error_on}")
-            stem = "mal_oracle" + (f"({','.join(imperfect)})" if imperfect else "")
-            out[_mal_name(stem, normalize, args)] = [
-                *mal_overrides(args, "loss", args.virtual_step, normalize), "method.name=mal_oracle"]
+            out[_mal_name(_oracle_stem(args), normalize, args)] = (
+                mal_overrides(args, "loss", args.virtual_step, normalize),
+                oracle_mal(args.oracle_error, args.oracle_error_on, args.oracle_from_epoch))
     if args.variants:
         unknown = sorted(set(args.variants) - set(out))
         if unknown:
             raise SystemExit(f"mal_aux: unknown --variants {', '.join(unknown)}; choose from: {', '.join(out)}")
-        out = {name: extra for name, extra in out.items() if name in args.variants}
+        out = {name: variant for name, variant in out.items() if name in args.variants}
     return out
 
 
-def separation_auc(clean: torch.Tensor, corrupted: torch.Tensor) -> float:
-    """P(a clean face's value > a corrupted face's), ties counting half: 0.5 = no separation."""
-    clean, corrupted = clean.double()[:, None], corrupted.double()[None, :]
-    return float(((clean > corrupted).double() + 0.5 * (clean == corrupted).double()).mean())
+def _oracle_stem(args: argparse.Namespace) -> str:
+    """``mal_oracle``, with ``(error=..,from_epoch=..,on=..)`` for an imperfect flag."""
+    imperfect = [f"{key}={value:g}" for key, value in (("error", args.oracle_error),
+                                                       ("from_epoch", args.oracle_from_epoch)) if value]
+    if args.oracle_error and args.oracle_error_on != "random":
+        imperfect.append(f"on={args.oracle_error_on}")
+    return "mal_oracle" + (f"({','.join(imperfect)})" if imperfect else "")
 
 
-def history_separation(trainer: Any, _metrics: dict, _rows: list[dict]) -> dict:
-    """How well each per-face history MAL kept tells clean from corrupted expression labels at the end
-    (AUC over the training faces with an expression label): what the meta-net *could* learn from it; and
-    MAL's final expression weights by expression intensity (:func:`weights_by_intensity`)."""
-    method, train = trainer.method, trainer.train_set
-    flipped, labelled = train.info["expr_flipped"].bool(), train.mask["expr"].bool()
-    out, expr = {}, HISTORY_TASKS.index("expr")
-    expr_labels = torch.where(labelled, train.labels["expr"].long(), -1)
-    histories = {"confidence": getattr(method, "label_confidence", None), "margin": getattr(method, "label_margin", None),
-                 "alignment": getattr(method, "alignment_history", None)}
-    for name, history in histories.items():
-        if history is None or len(history.sums) == 0:
-            continue
-        mean, std = history.mean_std()
-        within_label = standardize_within_label(mean[:, expr], expr_labels, history.visited()[:, expr])
-        for stat, values in (("mean", mean[:, expr]), ("std", std[:, expr]), ("mean_within_label", within_label)):
-            out[f"auc_{name}_{stat}"] = separation_auc(values[labelled & ~flipped], values[labelled & flipped])
-    if isinstance(method, HistoryFilteredPlain):  # its selection at the end: kept 1, dropped 0
-        score = method.selection_score()
-        out["auc_confidence_mean_within_label"] = separation_auc(score[labelled & ~flipped], score[labelled & flipped])
-    if isinstance(method, (MALMethod, HistoryFilteredPlain)) and "expr_intensity" in train.info:
-        weights = final_expr_weights(method, train) if isinstance(method, MALMethod) else method.kept_faces().float()
-        out.update(weights_by_intensity(weights, labelled, flipped, train.info["expr_intensity"]))
-        out.update(weights_by_label(weights, expr_labels, flipped))
-    return out
-
-
-@torch.no_grad()
-def final_expr_weights(method: MALMethod, train: Any, batch_size: int = 256) -> torch.Tensor:
-    """``[N]``: the meta-net's expression weight of every training face at the loaded checkpoint (eval mode,
-    inputs standardised over batches of ``batch_size``; nothing recorded)."""
-    method.eval()
-    weights = []
-    for start in range(0, len(train), batch_size):
-        batch = train.__getitems__(list(range(start, min(start + batch_size, len(train)))))
-        outputs = method.net(batch["image"])
-        weights.append(method.sample_weights(method.meta_inputs(outputs, method.entry_losses(outputs, batch), batch))["expr"])
-    return torch.cat(weights)
-
-
-def weights_by_intensity(weights: torch.Tensor, labelled: torch.Tensor, flipped: torch.Tensor,
-                         intensity: torch.Tensor) -> dict:
-    """Mean final expression weight of clean faces with a subtle (below the median intensity) and a strong
-    expression, of neutral clean faces and of corrupted faces: whether a meta-net's input lowers the *hard*
-    clean faces along with the corrupted ones (the ideal weighting keeps all clean faces alike)."""
-    clean = labelled & ~flipped
-    expressive = clean & (intensity > 0)
-    median = intensity[expressive].median()
-    groups = {"subtle": expressive & (intensity <= median), "strong": expressive & (intensity > median),
-              "neutral": clean & (intensity == 0)}
-    out = {f"final_weight_clean_{name}": float(weights[rows].mean()) for name, rows in groups.items() if bool(rows.any())}
-    out["final_weight_flipped"] = float(weights[labelled & flipped].mean())
-    return out
-
-
-def weights_by_label(weights: torch.Tensor, labels: torch.Tensor, flipped: torch.Tensor) -> dict:
-    """Mean final expression weight of the clean and of the corrupted faces carrying each expression label
-    (``labels``: -1 for none): whether a meta-net weights whole classes (e.g. given ``meta_input`` part label)
-    besides telling corrupted labels apart."""
-    out = {}
-    for label in labels[labels >= 0].unique().tolist():
-        for kind, rows in (("clean", (labels == label) & ~flipped), ("flipped", (labels == label) & flipped)):
-            if bool(rows.any()):
-                out[f"final_weight_{kind}_label{label}"] = float(weights[rows].mean())
-    return out
-
-
-def train_one(name: str, overrides: list[str]) -> dict:
-    run = train_run(overrides, history_separation)
+def train_one(name: str, overrides: list[str], method_class: type[Method] | None = None) -> dict:
+    run = train_run(overrides, history_separation, method_class)
     result = {"variant": name, "au_f1": run["test"]["au"]["f1_mean"]}
     last = run["rows"][-1]
     for key in ("weight_expr_clean", "weight_expr_flipped", "weight_au", "meta_size"):
@@ -372,8 +196,7 @@ def step_times(args: argparse.Namespace, repeats: int) -> dict[str, float]:
     steppers = {}
     for name, config in configs.items():
         method = build_method(config, train.label_spaces, TrainContext(len(train), 1, 1))
-        if hasattr(method, "set_training_data"):
-            method.set_training_data(train)
+        method.on_fit_start({"train": train})
         steppers[name] = (method.train(), build_optimizer(method, config.train))
     batch_size = configs["plain"].train.batch_size
     times: dict[str, list[float]] = {name: [] for name in steppers}
@@ -447,7 +270,7 @@ def main() -> None:
     parser.add_argument("--au-fraction", type=float, default=0.3, help="fraction of training faces with AU labels")
     parser.add_argument("--rhos", type=float, nargs="+", default=[0.1, 0.5, 1.0])
     parser.add_argument("--meta-inputs", nargs="+", default=["feat", "feat+loss"],
-                        help="MAL variants: '+'-joined parts of feat, loss, label, au, dynamics, margin, alignment (feat = paper)")
+                        help="MAL variants: '+'-joined parts of feat, loss, dynamics, alignment (feat = paper)")
     parser.add_argument("--oracle", action="store_true",
                         help="also mal_oracle: the meta-net reads which expression labels are corrupted (diagnostic)")
     parser.add_argument("--oracle-error", type=float, default=0.0,
@@ -482,9 +305,6 @@ def main() -> None:
                         help="MAL's expression task weight (with normalize sum: the fixed task balance, like rho)")
     parser.add_argument("--meta-standardize", action="store_true",
                         help="MAL standardises each meta-net input column over the base batch")
-    parser.add_argument("--history-by-label", action="store_true",
-                        help="MAL compares each face's expression history with its label's faces "
-                             "(method.history_by_label); names its variants .../by_label")
     parser.add_argument("--weight-from-epoch", type=int, default=0,
                         help="MAL's real steps keep unit weights for this many epochs (method.weight_from_epoch); "
                              "names its variants .../from_epoch=N")
@@ -515,13 +335,12 @@ def main() -> None:
         for key, value in values.items() if preset else ():
             if getattr(args, key) == parser.get_default(key):
                 setattr(args, key, value)
-    PlainWithoutMetaFaces.meta_size = args.meta_size
     runs = variants(args)  # first: a wrong --variants fails before any work
     times = step_times(args, args.timing_steps) if args.timing_steps > 0 else {}
     results = []
     for seed in [] if args.timing_only else args.seeds:
-        for name, extra in runs.items():
-            results.append({"seed": seed, **train_one(name, base_overrides(args, seed) + extra)})
+        for name, (extra, method_class) in runs.items():
+            results.append({"seed": seed, **train_one(name, base_overrides(args, seed) + extra, method_class)})
             print(f"seed {seed} {name}: AU F1 {100 * results[-1]['au_f1']:.2f}", flush=True)
     report(results, times, args.json, {"args": vars(args)})
 

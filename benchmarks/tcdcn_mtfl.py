@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import facemtl.engine.trainer as trainer_module
 from facemtl.config import load_config
 from facemtl.data import build_datasets
 from facemtl.data.augment import LandmarkAugment, TransformedDataset
@@ -57,11 +56,11 @@ JITTER = {"aug_rotate": 0.0, "aug_scale": 0.1, "aug_shift": 0.08, "aug_flip": 0.
 _CACHE: dict[str, Any] = {}
 
 
-def _cached_build(config, splits=("train", "val", "test")):
-    """build_datasets, decoded once per data config: the variants differ only in model and method."""
-    key = json.dumps(dataclasses.asdict(config), sort_keys=True) + repr(splits)
+def cached_splits(config) -> dict[str, Any]:
+    """``build_datasets(config)``, decoded once per data config: the variants differ only in model and method."""
+    key = json.dumps(dataclasses.asdict(config), sort_keys=True)
     if key not in _CACHE:
-        _CACHE[key] = build_datasets(config, splits)
+        _CACHE[key] = build_datasets(config)
     return _CACHE[key]
 
 
@@ -118,7 +117,8 @@ def run_variant(name: str, overrides: list[str], root: str, budget: dict, folder
         f"data.root={root}", f"train.epochs={budget['epochs']}", f"method.strip={budget['strip']}",
         "train.device=cpu", "train.threads=1", "train.progress=false", *overrides, *extra,
     ])
-    trainer = Trainer(config, folder / name.replace(" ", "_").replace("+", "plus").replace("(", "").replace(")", ""))
+    run_folder = folder / name.replace(" ", "_").replace("+", "plus").replace("(", "").replace(")", "")
+    trainer = Trainer(config, run_folder, datasets=cached_splits(config.data))  # decode the 13k faces once
     trainer.fit()
     # Last-epoch weights (fit() leaves the best-on-validation ones loaded).
     load_model_state(trainer.method, load_checkpoint(trainer.last_path), trainer.tasks)
@@ -186,7 +186,6 @@ def main() -> None:
     budget = dict(BUDGETS["full" if args.full else "default"])
     if args.epochs:
         budget["epochs"] = args.epochs
-    trainer_module.build_datasets = _cached_build  # decode the 13k faces once, not once per variant
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(args.out or scratch)
         results = []

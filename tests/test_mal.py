@@ -20,7 +20,7 @@ from facemtl.losses.meta import (
     weighted_task_loss,
 )
 from facemtl.methods import TrainContext
-from facemtl.methods.mal import MALMethod, label_margins, last_stage_prefix, standardize_within_label
+from facemtl.methods.mal import MALMethod, last_stage_prefix
 
 TINY_MAL = [
     "data.num_train=96", "data.num_val=16", "data.num_test=16", "data.image_size=32", "data.label_noise=0.3",
@@ -35,8 +35,7 @@ def _mal(*overrides, name="mal"):
     train = build_datasets(config.data, splits=("train",))["train"]
     torch.manual_seed(0)
     method = build_method(config, train.label_spaces, TrainContext(len(train), 1, 3))
-    if name == "mal":
-        method.set_training_data(train)
+    method.on_fit_start({"train": train})
     return config, train, method
 
 
@@ -63,35 +62,31 @@ def test_config_is_checked():
         load_config(None, ["method.name=mal", "method.meta_input=feat+feat"])
     with pytest.raises(FacemtlError, match="method.weight_from_epoch=-1 must be >= 0"):
         load_config(None, ["method.name=mal", "method.weight_from_epoch=-1"])
-    with pytest.raises(FacemtlError, match="history_by_label=true needs a meta_input part dynamics"):
-        load_config(None, ["method.name=mal", "method.meta_input=feat+loss", "method.history_by_label=true"])
+    with pytest.raises(FacemtlError, match="method.meta_input='feat\\+label' is not valid"):
+        load_config(None, ["method.name=mal", "method.meta_input=feat+label"])
 
 
 def test_meta_net_reads_the_parts_of_meta_input():
-    """feat+loss+label: the feature, the AU and expression losses, the one-hot expression label (zeros if none)."""
-    _, train, method = _mal("method.meta_input=feat+loss+label", "data.label_fraction.expr=0.5")
+    """feat+loss: the feature, then each face's AU (mean over its labelled AUs) and expression losses."""
+    _, train, method = _mal("method.meta_input=feat+loss", "data.label_fraction.expr=0.5")
     batch = method.drop_meta_faces(train.__getitems__(list(range(32))))
     base = method.forward_base(batch)
     width = method.net.num_features
-    assert base.meta_inputs.shape == (len(batch["index"]), width + 2 + 7)
+    assert base.meta_inputs.shape == (len(batch["index"]), width + 2)
     assert torch.equal(base.meta_inputs[:, :width], base.outputs["feat"].detach())
+    au_mask = batch["mask"]["au"].float()
+    au_mean = (base.entries["au"] * au_mask).sum(1) / au_mask.sum(1).clamp_min(1)
+    assert torch.allclose(base.meta_inputs[:, width], au_mean.detach())
     assert torch.allclose(base.meta_inputs[:, width + 1], base.entries["expr"].detach())
     labelled = batch["mask"]["expr"].bool()
     assert bool(labelled.any()) and bool((~labelled).any())
-    one_hot = base.meta_inputs[:, width + 2:]
-    assert torch.equal(one_hot[labelled].argmax(1), batch["labels"]["expr"][labelled].long())
-    assert torch.equal(one_hot.sum(1), labelled.float())
+    assert torch.equal(base.meta_inputs[~labelled, width + 1], torch.zeros(int((~labelled).sum())))
     assert method.sample_weights(base.meta_inputs)["expr"].shape == (len(batch["index"]),)
     method.config.meta_standardize = True  # each column over the batch: mean 0, std 1
     standardized = method.forward_base(batch).meta_inputs
     assert torch.allclose(standardized, (base.meta_inputs - base.meta_inputs.mean(0)) / base.meta_inputs.std(0).clamp_min(1e-6),
-                          atol=1e-4)  # a class absent from the batch: a constant column stays 0
+                          atol=1e-4)
     assert torch.allclose(standardized[:, width + 1].std(), torch.tensor(1.0), atol=1e-5)
-    method.config.meta_standardize = False
-    method.meta_parts = ["label", "au"]  # the label beside the predicted AU probabilities, in that order
-    label_au = method.forward_base(batch).meta_inputs
-    assert torch.equal(label_au[:, :7], one_hot)
-    assert torch.allclose(label_au[:, 7:], torch.sigmoid(base.outputs["au"].detach()))
 
 
 def test_dynamics_input_is_each_faces_label_confidence_history():
@@ -123,81 +118,6 @@ def test_dynamics_input_is_each_faces_label_confidence_history():
     assert torch.allclose(inputs, expected, atol=1e-5)  # the current visit counts: recorded before the meta-net reads it
     assert torch.equal(method.label_confidence.sums[batch["index"], :, 0], 3.0 * labelled)  # no label, no visit
     assert float(expected[:, [1, 3]].max()) > 0.01  # the head changes moved the confidences
-
-
-def test_label_margins_sign_au_logits_and_subtract_the_strongest_other_class():
-    expr_logits = torch.tensor([[2.0, 5.0, 1.0]]).repeat(3, 1)
-    outputs = {"au": torch.tensor([[1.5, -2.0, 0.5], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]), "expr": expr_logits}
-    batch = {"labels": {"au": torch.tensor([[1.0, 0.0, 0.0], [9.0, 9.0, 9.0], [9.0, 9.0, 9.0]]), "expr": torch.tensor([0, 1, 1])},
-             "mask": {"au": torch.tensor([[True, True, False], [False, False, False], [False, False, False]]),
-                      "expr": torch.tensor([True, True, False])}}
-    margins = label_margins(outputs, batch)
-    assert torch.equal(margins["au"], torch.tensor([[1.5, 2.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))  # unlabelled: 0
-    assert torch.equal(margins["expr"], torch.tensor([-3.0, 3.0, 0.0]))  # 2 - 5: loses to class 1; 5 - 2: wins over class 0
-
-
-def _margin_visits(method, batch, visits=3):
-    """``visits`` base passes over ``batch`` (each records a visit), the heads shaken between them; returns
-    the meta-net's input after the last and each visit's label margins ``[visits, B, 2]`` (au, expr)."""
-    margins = []
-    for _ in range(visits):
-        with torch.no_grad():
-            outputs = method.net(batch["image"])
-        sign = 2 * batch["labels"]["au"].float() - 1
-        au_mask = batch["mask"]["au"].float()
-        au = (sign * outputs["au"] * au_mask).sum(1) / au_mask.sum(1).clamp_min(1)
-        label = batch["labels"]["expr"].long().clamp_min(0)
-        others = torch.stack([torch.cat([row[:k], row[k + 1:]]).max() for row, k in zip(outputs["expr"], label)])
-        margins.append(torch.stack([au, outputs["expr"][torch.arange(len(label)), label] - others], 1))
-        inputs = method.forward_base(batch).meta_inputs
-        with torch.no_grad():
-            for param in method.net.heads.parameters():
-                param.add_(0.3 * torch.randn_like(param))
-    return inputs, torch.stack(margins)
-
-
-def test_margin_input_is_each_faces_mean_label_margin():
-    """meta_input margin: per face and task (au, expr), its label margin averaged over its visits."""
-    _, train, method = _mal("method.meta_input=margin", "data.label_fraction.expr=0.5", "data.label_fraction.au=0.5")
-    method.eval()
-    batch = method.drop_meta_faces(train.__getitems__(list(range(32))))
-    labelled = torch.stack([batch["mask"]["au"].any(1), batch["mask"]["expr"].bool()], 1)
-    assert bool(labelled.all(1).any()) and bool((~labelled).any())
-    inputs, visits = _margin_visits(method, batch)
-    expected = visits.mean(0) * labelled
-    assert inputs.shape == (len(batch["index"]), 2)
-    assert torch.allclose(inputs, expected, atol=1e-5)
-    assert float((visits[0] - visits[-1]).abs().max()) > 0.05  # the head changes moved the margins
-
-
-def test_standardize_within_label_compares_each_face_with_its_label_class():
-    values = torch.tensor([1.0, 2.0, 3.0, 10.0, 20.0, 5.0, 7.0, 100.0])
-    labels = torch.tensor([0, 0, 0, 1, 1, -1, 0, 1])
-    counted = torch.tensor([True, True, True, True, True, True, False, False])
-    spread = (2 / 3) ** 0.5  # class 0: 1, 2, 3; class 1: 10, 20 (the uncounted 7 and 100 do not enter)
-    expected = torch.tensor([-1 / spread, 0.0, 1 / spread, -1.0, 1.0, 0.0, 0.0, 0.0])
-    assert torch.allclose(standardize_within_label(values, labels, counted), expected)
-
-
-def test_history_by_label_standardises_the_expression_history_within_each_label():
-    """history_by_label: the expression column is each face's mean margin standardised over the visited
-    faces with its expression label; the AU column stays the plain mean."""
-    _, train, method = _mal("method.meta_input=margin", "method.history_by_label=true",
-                            "data.label_fraction.expr=0.5", "data.label_fraction.au=0.5")
-    method.eval()
-    batch = method.drop_meta_faces(train.__getitems__(list(range(48))))
-    has_expr = batch["mask"]["expr"].bool()
-    labels = torch.where(has_expr, batch["labels"]["expr"].long(), -1)
-    assert torch.equal(method.face_expr_label[batch["index"]], labels)
-    inputs, visits = _margin_visits(method, batch)
-    mean = visits.mean(0)
-    expected_expr = torch.zeros(len(labels))
-    for label in labels[has_expr].unique():
-        rows = labels == label
-        expected_expr[rows] = (mean[rows, 1] - mean[rows, 1].mean()) / mean[rows, 1].std(unbiased=False).clamp_min(1e-6)
-    assert int(torch.bincount(labels[has_expr]).max()) > 2  # some class has faces to compare
-    assert torch.allclose(inputs[:, 1], expected_expr, atol=1e-4)
-    assert torch.allclose(inputs[:, 0], mean[:, 0] * batch["mask"]["au"].any(1), atol=1e-5)
 
 
 def test_weighted_loss_with_unit_weights_is_the_masked_mean():
@@ -359,7 +279,7 @@ def test_difference_logs_each_samples_alignment_with_the_meta_gradient():
     loss, _ = method.train_loss(base.outputs, batch, weights, base.entries)
     grads = torch.autograd.grad(loss, list(params.values()), retain_graph=True, allow_unused=True)
     fast = {n: (p - 0.5 * g).detach().requires_grad_() for (n, p), g in zip(params.items(), grads) if g is not None}
-    g_star = dict(zip(fast, torch.autograd.grad(method._meta_loss(params, fast, meta), list(fast.values()), allow_unused=True)))
+    g_star = dict(zip(fast, torch.autograd.grad(method.meta_loss(params, fast, meta), list(fast.values()), allow_unused=True)))
     flipped, labelled = batch["info"]["expr_flipped"].bool(), batch["mask"]["expr"].bool()
     assert bool((labelled & flipped).any()) and bool((labelled & ~flipped).any())
     alignment = []
@@ -393,7 +313,7 @@ def test_difference_hypergradient_under_autocast_uses_a_full_precision_reference
         torch.manual_seed(1)
         _, mixed = method.meta_gradients(method.forward_base(batch), batch, meta, 0.5)
     exact, mixed = torch.cat([g.flatten() for g in exact]), torch.cat([g.flatten() for g in mixed])
-    assert float(torch.nn.functional.cosine_similarity(exact, mixed, dim=0)) > 0.99  # 0.72 with the bf16 reference
+    assert float(torch.nn.functional.cosine_similarity(exact, mixed, dim=0)) > 0.99  # far lower with the bf16 reference
 
 
 @pytest.mark.parametrize("virtual_step,hypergradient", [("all", "autograd"), ("heads", "difference")])

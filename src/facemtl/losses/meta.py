@@ -69,6 +69,28 @@ def weighted_task_loss(values: torch.Tensor, mask: torch.Tensor, weight: torch.T
     raise ValueError(f"unknown normalisation {normalize!r}; valid: {', '.join(TASK_NORMALIZATIONS)}")
 
 
+def reweighted_task_losses(entries: dict[str, torch.Tensor], mask: dict[str, torch.Tensor],
+                           weights: dict[str, torch.Tensor], normalize: str = "batch") -> dict[str, torch.Tensor]:
+    """Each task's per-sample-weighted, normalised loss (:func:`weighted_task_loss`); linear in
+    ``entries`` for fixed weights.
+
+    Args:
+        entries: task -> per-entry losses (``[B, A]``, ``[B]``).
+        mask: task -> bool mask of the same shape.
+        weights: task -> ``[B]`` per-sample weights (every task of ``entries``).
+        normalize: one of :data:`NORMALIZATIONS`; ``relative`` is ``batch`` divided by
+            :func:`mean_sample_weight` over the tasks, so a uniform scale of every weight cancels and
+            only relative weights are learned.
+    """
+    per_task = "batch" if normalize == "relative" else normalize
+    losses = {task: weighted_task_loss(values, mask[task], weights[task], per_task) for task, values in entries.items()}
+    if normalize == "relative":
+        labelled = {task: mask[task].reshape(len(mask[task]), -1).bool().any(dim=1) for task in entries}
+        scale = mean_sample_weight({task: weights[task] for task in entries}, labelled).clamp_min(1e-12)
+        losses = {task: loss / scale for task, loss in losses.items()}
+    return losses
+
+
 def mean_sample_weight(weights: dict[str, torch.Tensor], labelled: dict[str, torch.Tensor]) -> torch.Tensor:
     """The mean weight of every labelled sample of every weighted task: ``relative``'s divisor.
 
