@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from facemtl import distributed
 from facemtl.config import Config, TrainConfig
@@ -41,6 +40,7 @@ from facemtl.io.checkpoint import load_checkpoint, load_model_state, replace_dur
 from facemtl.methods import METHODS, Method, TrainContext
 from facemtl.methods.base import StepForward
 from facemtl.models import MultiTaskNet
+from facemtl.progress import progress_bar
 
 
 def seed_everything(seed: int) -> None:
@@ -241,7 +241,8 @@ class Trainer:
         )
         self.method.train()
         show = train.progress and distributed.is_main()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{train.epochs}", leave=False, disable=not show)
+        # off a terminal the bar prints nothing: the epoch line (_print_epoch) is the log's progress
+        bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{train.epochs}", show=show, lines=False, leave=False)
         for batch in bar:
             self._set_lr()
             logs = self.method.train_step(self._to_device(batch), self.optimizer, train.grad_clip, self.forward)

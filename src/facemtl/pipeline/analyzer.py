@@ -41,6 +41,7 @@ from facemtl.pipeline.detect import Detection, WholeImageDetector, create_detect
 from facemtl.pipeline.sources import Frame, Source, count_frames, expand_sources, iter_frames
 from facemtl.pipeline.video import IoUTracker
 from facemtl.pipeline.writers import Annotator, CsvWriter
+from facemtl.progress import progress_bar
 
 Row = dict[str, Any]
 
@@ -204,13 +205,12 @@ class FaceAnalyzer:
 
     def _stream(self, sources: list[Source], every: int, annotate: str | Path | None,
                 progress: bool) -> Iterator[list[Row]]:
-        from tqdm import tqdm
-
         detector = self._get_detector()
         counts = [count_frames(s, every) for s in sources]
         annotator = Annotator(annotate) if annotate else None
-        bar = tqdm(total=None if None in counts else sum(counts), unit="frame", disable=None if progress else True,
-                   dynamic_ncols=True)  # None: only on a terminal
+        # a live bar on a terminal; in a log, a line per 10 % of the frames instead of every redraw
+        bar = progress_bar(total=None if None in counts else sum(counts), desc="predict", unit="frame", show=progress,
+                           dynamic_ncols=True)
         pending: deque[_Pending] = deque()
         queue: list[_Face] = []
         try:
