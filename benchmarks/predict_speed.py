@@ -42,11 +42,11 @@ def random_checkpoint(folder: Path, backbone: str, image_size: int) -> Path:
     from facemtl.config import load_config
     from facemtl.io.checkpoint import save_checkpoint
     from facemtl.labels import TASKS, LabelSpaces
-    from facemtl.models import MultiTaskNet
+    from facemtl.tasks.network import build_network
 
     config = load_config(None, [f"model.backbone={backbone}", f"data.image_size={image_size}"])
     spaces = LabelSpaces(au_names=tuple(f"AU{i}" for i in (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 24, 25, 26, 43)))
-    net = MultiTaskNet(backbone, TASKS, spaces)
+    net = build_network(backbone, TASKS, spaces)
     template = [[0.41, 0.44], [0.59, 0.44], [0.5, 0.55], [0.43, 0.65], [0.57, 0.65]]
     return save_checkpoint(folder / "random.safetensors", {f"net.{k}": v for k, v in net.state_dict().items()},
                            config_yaml=config.to_yaml(), label_spaces=spaces, tasks=list(TASKS),

@@ -37,7 +37,7 @@ from facemtl.data.mix import source_configs
 from facemtl.engine.evaluate import collect_predictions
 from facemtl.metrics import attribute_metrics, expression_metrics, landmark_metrics
 from facemtl.models import MultiTaskNet
-from facemtl.models.loading import load_network
+from facemtl.tasks.network import load_network
 from facemtl.pipeline.backends import TorchModel, predict_faces
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

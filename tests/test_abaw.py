@@ -50,12 +50,12 @@ def test_evaluation_output_has_abaw_scores(tiny_overrides):
     from facemtl.config import load_config
     from facemtl.data import build_datasets
     from facemtl.engine.evaluate import evaluate, format_metrics
-    from facemtl.models import MultiTaskNet
+    from facemtl.tasks.network import build_network
 
     torch.manual_seed(0)
     config = load_config(None, tiny_overrides + ["model.tasks=expr,au,va"])
     val = build_datasets(config.data, splits=("val",))["val"]
-    net = MultiTaskNet("test_tiny", ["expr", "au", "va"], val.label_spaces).eval()
+    net = build_network("test_tiny", ["expr", "au", "va"], val.label_spaces).eval()
     with torch.no_grad():
         results = evaluate(net, val, net.tasks, torch.device("cpu"))
     summary = abaw_summary(results)

@@ -6,14 +6,14 @@ import torch
 from facemtl.errors import FacemtlError
 from facemtl.io.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from facemtl.labels import LabelSpaces
-from facemtl.models import MultiTaskNet
+from facemtl.tasks.network import build_network
 
 SPACES = LabelSpaces(au_names=("AU1", "AU12"))
 
 
 def _trained_net_and_optimizer():
     torch.manual_seed(0)
-    net = MultiTaskNet("test_tiny", ["expr", "au"], SPACES)
+    net = build_network("test_tiny", ["expr", "au"], SPACES)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-2)
     for _ in range(2):
         out = net(torch.rand(4, 3, 32, 32))
@@ -35,7 +35,7 @@ def test_round_trip_weights_optimizer_and_metadata(tmp_path):
     assert loaded.config == {"train": {"lr": 0.01}}
     assert loaded.label_spaces == SPACES and loaded.trainer_state == {"epoch": 3}
 
-    fresh = MultiTaskNet("test_tiny", ["expr", "au"], SPACES)
+    fresh = build_network("test_tiny", ["expr", "au"], SPACES)
     load_model_state(fresh, loaded, fresh.tasks)
     for key, value in net.state_dict().items():
         assert torch.equal(fresh.state_dict()[key], value), key
@@ -53,7 +53,7 @@ def test_round_trip_weights_optimizer_and_metadata(tmp_path):
 def test_task_set_mismatch_is_explained(tmp_path):
     net, _ = _trained_net_and_optimizer()
     path = save_checkpoint(tmp_path / "ck.safetensors", net.state_dict(), config_yaml="{}", label_spaces=SPACES, tasks=net.tasks)
-    other = MultiTaskNet("test_tiny", ["expr", "va"], SPACES)
+    other = build_network("test_tiny", ["expr", "va"], SPACES)
     with pytest.raises(FacemtlError, match=r"trained for tasks \['expr', 'au'\], the model has \['expr', 'va'\]"):
         load_model_state(other, load_checkpoint(path), other.tasks)
 

@@ -51,7 +51,7 @@ def exported(checkpoint, tmp_path_factory) -> Path:
 @pytest.mark.parametrize("batch", [1, 5])
 def test_onnxruntime_matches_pytorch_in_fp32_at_any_batch_size(checkpoint, exported, batch):
     from facemtl.export import flatten_outputs
-    from facemtl.models.loading import load_network
+    from facemtl.tasks.network import load_network
     from facemtl.pipeline.backends import OnnxModel
 
     net, _ = load_network(checkpoint)

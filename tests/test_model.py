@@ -5,14 +5,15 @@ import torch
 
 from facemtl.errors import FacemtlError
 from facemtl.labels import LabelSpaces
-from facemtl.models import MultiTaskNet, create_backbone
+from facemtl.models import create_backbone
+from facemtl.tasks.network import build_network
 
 SPACES = LabelSpaces(au_names=("AU1", "AU2", "AU12"), num_landmarks=5)
 
 
 def test_outputs_keyed_by_task_with_shapes():
     torch.manual_seed(0)
-    net = MultiTaskNet("test_tiny", ["expr", "au", "va", "lmk", "attr"], SPACES).eval()
+    net = build_network("test_tiny", ["expr", "au", "va", "lmk", "attr"], SPACES).eval()
     out = net(torch.rand(2, 3, 48, 48))
     assert out["expr"].shape == (2, 7)
     assert out["au"].shape == (2, 3)
@@ -24,14 +25,14 @@ def test_outputs_keyed_by_task_with_shapes():
 
 
 def test_only_enabled_tasks_have_heads():
-    net = MultiTaskNet("test_tiny", ["lmk", "expr"], SPACES)
+    net = build_network("test_tiny", ["lmk", "expr"], SPACES)
     assert net.tasks == ("expr", "lmk")  # canonical order
     out = net(torch.rand(1, 3, 32, 32))
     assert "au" not in out and "attr" not in out
 
 
 def test_timm_backbone_by_name():
-    net = MultiTaskNet("resnet10t", ["expr"], SPACES)
+    net = build_network("resnet10t", ["expr"], SPACES)
     out = net(torch.rand(2, 3, 64, 64))
     assert out["expr"].shape == (2, 7) and out["feat"].shape == (2, 512)
 
@@ -63,7 +64,7 @@ def test_backbone_from_a_facemtl_checkpoint_or_the_shipped_model(tmp_path, tiny_
     Trainer(load_config(None, [*tiny_overrides, "train.epochs=1", "model.tasks=expr"]), tmp_path / "source").fit()
     trained = load_checkpoint(tmp_path / "source").model_state
     # fine-tuning on other tasks: only the backbone comes from the run, the heads are new
-    net = MultiTaskNet("test_tiny", ["au", "va"], LabelSpaces(au_names=("AU1",)), pretrained=str(tmp_path / "source"))
+    net = build_network("test_tiny", ["au", "va"], LabelSpaces(au_names=("AU1",)), pretrained=str(tmp_path / "source"))
     for key, value in net.backbone.state_dict().items():
         assert torch.equal(value, trained[f"net.backbone.{key}"]), key
     with pytest.raises(FacemtlError, match="backbone is 'test_tiny', model.backbone is 'tiny'"):
@@ -77,7 +78,7 @@ def test_backbone_from_a_facemtl_checkpoint_or_the_shipped_model(tmp_path, tiny_
 @pytest.mark.parametrize("branch_tasks", [[], ["au"]])
 def test_forward_can_start_at_the_last_stage(branch_tasks):
     torch.manual_seed(0)
-    net = MultiTaskNet("test_tiny", ["expr", "au"], SPACES, branch_tasks=branch_tasks).eval()
+    net = build_network("test_tiny", ["expr", "au"], SPACES, branch_tasks=branch_tasks).eval()
     images = torch.rand(3, 3, 32, 32)
     below = net.forward_below_last_stage(images)
     assert below.shape == (3, 8, 16, 16)  # test_tiny: (8, 16) channels, each stage halves the size
@@ -85,7 +86,7 @@ def test_forward_can_start_at_the_last_stage(branch_tasks):
     for key in ("expr", "au", "feat"):
         assert torch.equal(full[key], started[key]), key
     assert not torch.equal(net(images, below=below + 0.1)["expr"], full["expr"])  # the images are not read again
-    timm_net = MultiTaskNet("convnext_atto", ["expr"], SPACES)
+    timm_net = build_network("convnext_atto", ["expr"], SPACES)
     assert net.splits_at_last_stage and not timm_net.splits_at_last_stage
     with pytest.raises(FacemtlError, match="ConvNeXt cannot be split at its last stage"):
         timm_net.forward_below_last_stage(images)
@@ -94,10 +95,10 @@ def test_forward_can_start_at_the_last_stage(branch_tasks):
 def test_branch_tasks_get_their_own_last_stage(tmp_path, tiny_overrides):
     from facemtl.config import load_config
     from facemtl.engine import Trainer
-    from facemtl.models.loading import load_network
+    from facemtl.tasks.network import load_network
 
     torch.manual_seed(0)
-    net = MultiTaskNet("test_tiny", ["expr", "lmk", "attr"], SPACES, branch_tasks=["attr", "lmk"])
+    net = build_network("test_tiny", ["expr", "lmk", "attr"], SPACES, branch_tasks=["attr", "lmk"])
     assert net.branch_tasks == ("lmk", "attr")
     for (key, copy), shared in zip(net.branch_stage.state_dict().items(), net.backbone.stages[-1].state_dict().values()):
         assert torch.equal(copy, shared), key  # starts as the shared stage
@@ -111,9 +112,9 @@ def test_branch_tasks_get_their_own_last_stage(tmp_path, tiny_overrides):
     net(torch.rand(4, 3, 32, 32))["expr"].sum().backward()
     assert all(p.grad is None for p in net.branch_stage.parameters())
     with pytest.raises(FacemtlError, match=r"model.branch_tasks=\['au'\]: \['au'\] not in model.tasks"):
-        MultiTaskNet("test_tiny", ["expr", "lmk"], SPACES, branch_tasks=["au"])
+        build_network("test_tiny", ["expr", "lmk"], SPACES, branch_tasks=["au"])
     with pytest.raises(FacemtlError, match="needs a built-in VGG-style backbone"):
-        MultiTaskNet("convnext_atto", ["expr", "lmk"], SPACES, branch_tasks=["lmk"])  # has .stages, and a stem
+        build_network("convnext_atto", ["expr", "lmk"], SPACES, branch_tasks=["lmk"])  # has .stages, and a stem
     # the option travels with the checkpoint: a trained run reloads strictly
     overrides = [*tiny_overrides, "train.epochs=1", "model.tasks=[expr,lmk,attr]", "model.branch_tasks=[lmk,attr]"]
     Trainer(load_config(None, overrides), tmp_path / "run").fit()

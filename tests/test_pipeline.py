@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facemtl.tasks.au import au_column
 from facemtl.errors import FacemtlError
 from facemtl.labels import TASKS, LabelSpaces
 
@@ -35,7 +36,7 @@ def test_schema_has_columns_only_for_the_checkpoints_tasks():
     assert len(full) == len(set(full))
     partial = schema.columns(["expr", "va"], spaces)
     assert not any(c.startswith(("x_", "AU", "attr_")) for c in partial) and "valence" in partial
-    assert schema.au_column("AU1") == "AU01" and schema.au_column("AU45") == "AU45"
+    assert au_column("AU1") == "AU01" and au_column("AU45") == "AU45"
 
 
 def test_similarity_transform_recovers_a_known_transform_and_inverts():

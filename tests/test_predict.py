@@ -27,11 +27,11 @@ def make_checkpoint(path: Path, tasks=TASKS, template=TEMPLATE) -> Path:
     """A test_tiny MultiTaskNet saved the way the trainer saves it ("net." keys)."""
     from facemtl.config import load_config
     from facemtl.io.checkpoint import save_checkpoint
-    from facemtl.models import MultiTaskNet
+    from facemtl.tasks.network import build_network
 
     torch.manual_seed(0)
     spaces = LabelSpaces(au_names=("AU1", "AU2", "AU12"))
-    net = MultiTaskNet("test_tiny", tasks, spaces).eval()
+    net = build_network("test_tiny", tasks, spaces).eval()
     if "lmk" in tasks and template is not None:
         with torch.no_grad():  # the landmark head ignores the image and outputs the template
             net.heads["lmk"].linear.weight.zero_()

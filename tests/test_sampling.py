@@ -7,13 +7,13 @@ from facemtl.config import load_config
 from facemtl.data import build_datasets
 from facemtl.data.sampling import (
     class_weights,
+    epoch_batches,
     ml_ros_clones,
     ml_ros_weights,
     plan_epoch,
     task_pools,
     va_histogram_weights,
 )
-from facemtl.engine.trainer import epoch_batches
 
 
 def _only(task):

@@ -19,7 +19,8 @@ from facemtl.losses.early_stopping import stop_index, stop_index_from_history, t
 from facemtl.losses.landmarks import landmark_l2_loss
 from facemtl.methods import TrainContext
 from facemtl.methods.tcdcn import TCDCNMethod
-from facemtl.models import MultiTaskNet, create_backbone
+from facemtl.models import create_backbone
+from facemtl.tasks.network import build_network
 
 CONTEXT = TrainContext(num_train=8, epochs=10, steps_per_epoch=1)
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "tcdcn_mtfl.yaml"
@@ -63,7 +64,7 @@ def test_network_shapes():
     fmap = backbone.forward_features(torch.rand(2, 1, 40, 40))
     assert fmap.shape == (2, 80, 2, 2) and backbone.forward_head(fmap).shape == (2, 256)
     assert backbone.num_features == 256
-    net = MultiTaskNet("tcdcn_relu", ["lmk", "attr"], LabelSpaces())
+    net = build_network("tcdcn_relu", ["lmk", "attr"], LabelSpaces())
     out = net(torch.rand(2, 3, 40, 40))
     sizes = {"lmk": out["lmk"][0].numel(), **{k: v.shape[1] for k, v in out["attr"].items()}}
     assert sizes == {"lmk": 10, "gender": 2, "smile": 2, "glasses": 2, "pose": 5} and out["feat"].shape == (2, 256)
@@ -75,7 +76,7 @@ def test_network_shapes():
 def _method(**options) -> TCDCNMethod:
     extra = [f"method.{k}={v}" for k, v in options.items()]
     config = load_config(None, ["method.name=tcdcn", "method.strip=2", *extra])
-    net = MultiTaskNet("test_tiny", ["lmk", "attr"], LabelSpaces())
+    net = build_network("test_tiny", ["lmk", "attr"], LabelSpaces())
     return TCDCNMethod(net, config.method, CONTEXT)
 
 
@@ -122,7 +123,7 @@ def test_config_errors():
     with pytest.raises(FacemtlError, match="unknown attribute"):
         _method(**{"attr_weights.beard": 1.0})
     with pytest.raises(FacemtlError, match="needs the lmk task"):
-        TCDCNMethod(MultiTaskNet("test_tiny", ["attr"], LabelSpaces()), load_config(None, ["method.name=tcdcn"]).method,
+        TCDCNMethod(build_network("test_tiny", ["attr"], LabelSpaces()), load_config(None, ["method.name=tcdcn"]).method,
                     CONTEXT)
 
 

@@ -3,7 +3,10 @@
 
 The ``method`` section's type depends on ``method.name``: each registered method names
 its own config dataclass (a subclass of :class:`MethodConfig`), so ``method.beta`` is a
-valid key for SCN and an error for the plain method.
+valid key for SCN and an error for the plain method. Likewise each dataset format declares
+its own options (a :class:`DatasetOptions` subclass) under ``data.<name>``: ``data.ferplus.mode``
+is valid with ``data.name=ferplus`` and an error otherwise. Both are looked up through the
+registries, so this module imports neither the methods nor the formats.
 """
 
 from __future__ import annotations
@@ -11,16 +14,17 @@ from __future__ import annotations
 import dataclasses
 import sys
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from copy import deepcopy
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
 from facemtl.errors import FacemtlError
-from facemtl.labels import TASKS, check_tasks
-from facemtl.registry import METHODS
+from facemtl.labels import TASKS
+from facemtl.registry import DATASETS, METHODS, check_tasks
 
 
 def _per_task(value: float) -> dict[str, float]:
@@ -48,19 +52,11 @@ class DataConfig:
     # Real datasets (facemtl.data.formats; README "Datasets"). Defaults keep the synthetic benchmark unchanged.
     val_fraction: float = 0.1  # datasets without a validation split: seeded share of *train* held out (never of test)
     test_fraction: float = 0.1  # datasets without any test split (ExpW, a CSV without split column): share held out
-    fold: int = 1  # BP4D / DISFA 3-fold subject-exclusive protocol: 1, 2 or 3
-    au_ids: list[int] = field(default_factory=list)  # FACS numbers of the AUs to label; empty = the dataset's standard set
-    ferplus_mode: str = "majority"  # FERPlus votes -> label: majority | plurality | soft
     crop_margin: float = -1.0  # fraction of the face box added on each side; < 0 = the format's default
-    boxes: str = ""  # mtfl: face-box CSV (`facemtl predict` output or path,x,y,w,h): crop from detector boxes
     # 5 (x, y) points in [0, 1]: faces with landmarks are warped onto them by a similarity transform
     # (the inference pipeline's alignment) instead of the square crop; empty = square crop.
     align_template: list[list[float]] = field(default_factory=list)
-    image_template: str = ""  # BP4D / DISFA frame paths, e.g. "{subject}/{task}/{frame:04d}.jpg"; empty = auto-detect
-    subset: str = ""  # 300-W test: common | challenging | private; Aff-Wild2 sets, e.g. "AU,EXPR"; empty = the full/all
     load: str = "auto"  # auto | memory | lazy: decode images once into RAM, or per batch (auto: RAM if a split fits 1 GiB)
-    sources: list[dict[str, Any]] = field(default_factory=list)  # name=mix: one {name, root, ..., weight} per dataset
-    class_balance: float = 0.0  # name=mix, train: sample expression classes with weight count**-class_balance
     # Batch-time transforms (facemtl.data.augment; applied by the mtfl loader, others may opt in via wrap_splits).
     grey: bool = False  # faces as grey-scale (BT.601 luminance repeated to 3 channels), every split
     augment: str = "none"  # none | landmarks: keypoint-aware rotate/scale/shift/flip of *training* batches
@@ -74,6 +70,57 @@ class DataConfig:
     mlros_mean_ir: float = 2.0  # ML-ROS: AUs with IRLbl above this are minority labels (official preset)
     mlros_max_clone: float = 0.5  # ML-ROS: at most this fraction of N cloned
     mlros_official_weights: bool = False  # reproduce the official weight bug (1/N * clones instead of 1/N * (1 + clones))
+    # The format's own keys, written data.<name>.<key> (data.ferplus.mode, data.bp4d.fold, data.mix.sources):
+    # its DatasetOptions, or None for a format without any (synthetic, rafdb, ...).
+    options: DatasetOptions | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The section as a recipe writes it: the format's options under ``data.<name>``."""
+        out = {f.name: deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "options"}
+        if self.options is None:
+            return out
+        at = list(out).index("root") + 1  # after name and root, where a reader looks for them
+        items = list(out.items())
+        return dict(items[:at] + [(self.name, dataclasses.asdict(self.options))] + items[at:])
+
+
+O = TypeVar("O", bound="DatasetOptions")
+
+
+@dataclass
+class DatasetOptions:
+    """Options of one dataset format, its ``data.<name>`` keys; formats subclass this.
+
+    A format attaches its subclass to its builder with :func:`dataset_options`; parsing
+    finds it through :data:`~facemtl.registry.DATASETS`, as it finds a method's config class.
+    ``moved`` maps flat ``data`` keys of earlier versions to their field here: a recipe or
+    ``--set`` still using one is an error naming the new key, a stored config is moved silently.
+    """
+
+    moved: ClassVar[dict[str, str]] = {}
+
+    def check(self, data: DataConfig) -> None:
+        """Raise a one-line FacemtlError for a bad value; ``data`` is the whole section (``data.name``)."""
+
+    @classmethod
+    def migrate(cls, values: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+        """This section of a stored config; ``old``: every flat key of earlier versions it held."""
+        return values
+
+    @classmethod
+    def of(cls: type[O], data: DataConfig) -> O:
+        """``data``'s options if they are this format's, else the defaults (a DataConfig built in code)."""
+        return data.options if isinstance(data.options, cls) else cls()
+
+
+def dataset_options(options: type[DatasetOptions]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator for a dataset builder: its ``data.<name>`` keys are the fields of ``options``."""
+
+    def attach(builder: Callable[..., Any]) -> Callable[..., Any]:
+        builder.options = options  # type: ignore[attr-defined]
+        return builder
+
+    return attach
 
 
 @dataclass
@@ -147,7 +194,9 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["data"] = self.data.to_dict()
+        return out
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -173,6 +222,73 @@ def _method_config_class(name: str) -> type[MethodConfig]:
     return METHODS.get(name).config_class
 
 
+_DATA_KEYS = tuple(f.name for f in fields(DataConfig) if f.name != "options")
+
+
+def _options_class(name: str) -> type[DatasetOptions] | None:
+    return getattr(DATASETS.get(name), "options", None)
+
+
+def _moved_keys() -> dict[str, list[str]]:
+    """Flat ``data`` keys of earlier versions -> their dotted keys now, over every format."""
+    out: dict[str, list[str]] = {}
+    for name in DATASETS.names():
+        for old, new in getattr(_options_class(name), "moved", {}).items():
+            out.setdefault(old, []).append(f"data.{name}.{new}")
+    return out
+
+
+def migrate_data(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored ``data`` section with its flat keys of earlier versions moved to ``data.<name>``.
+
+    Old configs hold every format's keys, at their defaults but for their own format's:
+    the keys the format took move into its section (unless the section sets them), the
+    others are dropped. A section without old keys is returned as it was.
+    """
+    values = dict(values)
+    moved = _moved_keys()
+    old = {key: values.pop(key) for key in list(values) if key in moved and key not in _DATA_KEYS}
+    name = str(values.get("name", DataConfig.name))
+    options = _options_class(name)
+    if options is None or not (old or isinstance(values.get(name), Mapping)):
+        return values
+    section = dict(values.get(name) or {})
+    for key, new in options.moved.items():
+        if key in old:
+            section.setdefault(new, old[key])
+    values[name] = options.migrate(section, old)
+    return values
+
+
+def _data_key_error(key: Any, name: str) -> FacemtlError:
+    moved = _moved_keys().get(key)
+    if moved:
+        own = [new for new in moved if new.startswith(f"data.{name}.")]
+        return FacemtlError(f"data.{key} moved: use {' or '.join(own or moved)}")
+    if key == name:
+        return FacemtlError(f"data.{key}: dataset {name} has no options of its own")
+    if key in DATASETS:
+        return FacemtlError(f"data.{key} holds options of dataset {key}, but data.name={name}")
+    valid = [*_DATA_KEYS, *([name] if _options_class(name) else [])]
+    return FacemtlError(f"unknown key data.{key}; valid keys in data: {', '.join(valid)}")
+
+
+def _build_data(values: Mapping[str, Any]) -> DataConfig:
+    """The ``data`` section: shared keys, then the format's own under ``data.<name>``."""
+    name = str(values.get("name", DataConfig.name))
+    options = _options_class(name)
+    for key in values:
+        if key not in _DATA_KEYS and not (key == name and options is not None):
+            raise _data_key_error(key, name)
+    data = _build_section(DataConfig, {k: v for k, v in values.items() if k in _DATA_KEYS}, "data")
+    if options is not None:
+        section = values.get(name) or {}
+        if not isinstance(section, Mapping):
+            raise FacemtlError(f"data.{name}: expected a mapping of {name} options, got {section!r}")
+        data.options = _build_section(options, section, f"data.{name}")
+    return data
+
+
 def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
@@ -194,7 +310,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if not isinstance(value, Mapping):
             raise FacemtlError(f"{key}: expected a mapping, got {value!r}")
         return {str(k): _coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
-    if annotation is Any:  # data.sources entries: checked against DataConfig when the mix is built
+    if annotation is Any:  # data.mix.sources entries: data sections, checked by the mix's options
         return value
     if annotation is float and isinstance(value, str):
         value = _float_or_text(value)  # YAML 1.1 reads 1e-5 (no dot) as text
@@ -267,8 +383,19 @@ def _parse_override_text(value: Any, annotation: Any) -> Any:
     return yaml.safe_load(value) if value.strip() else ""
 
 
-def config_from_dict(raw: Mapping[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Build and validate a :class:`Config` from a nested mapping plus dotted overrides."""
+def config_from_dict(
+    raw: Mapping[str, Any], overrides: list[str] | tuple[str, ...] = (), *, migrate: bool = True
+) -> Config:
+    """Build and validate a :class:`Config` from a nested mapping plus dotted overrides.
+
+    Args:
+        raw: section -> keys; a stored config (a checkpoint's, a run's ``config.yaml``) or one
+            built in code. Recipe files go through :func:`load_config`.
+        overrides: ``section.key=value`` strings (``--set``); old keys there are always errors.
+        migrate: move ``raw``'s flat ``data`` keys of earlier versions (``data.ferplus_mode``) to
+            their place now (``data.ferplus.mode``) silently, so old checkpoints still load;
+            False: an error naming the new key (recipes).
+    """
     if not isinstance(raw, Mapping):
         raise FacemtlError(f"a config must be a mapping of sections ({', '.join(SECTIONS)}), got {type(raw).__name__}")
     tree: dict[str, Any] = {}
@@ -279,17 +406,37 @@ def config_from_dict(raw: Mapping[str, Any], overrides: list[str] | tuple[str, .
             values = {}
         if not isinstance(values, Mapping):
             raise FacemtlError(f"config section {section!r} must be a mapping, got {values!r}")
-        tree[section] = dict(values)
+        tree[section] = deepcopy(dict(values))  # overrides write into nested mappings: never the caller's
+    if migrate and "data" in tree:
+        tree["data"] = migrate_data(tree["data"])
     recipe_method = dict(tree.get("method", {}))
+    recipe_data = dict(tree.get("data", {}))
+    given_data: set[str] = set()
     for text in overrides:
         path, value = _parse_override(text)
         _insert(tree, path, value)
+        if path[0] == "data":
+            given_data.add(path[1])
     method_name = str(tree.get("method", {}).get("name", MethodConfig.name))
     _drop_other_method_options(tree, recipe_method, method_name)
-    classes = {"data": DataConfig, "model": ModelConfig, "method": _method_config_class(method_name), "train": TrainConfig}
-    config = Config(**{s: _build_section(classes[s], tree.get(s, {}), s) for s in SECTIONS})
+    _drop_other_dataset_options(tree.get("data", {}), recipe_data, given_data)
+    classes = {"model": ModelConfig, "method": _method_config_class(method_name), "train": TrainConfig}
+    sections = {s: _build_section(classes[s], tree.get(s, {}), s) for s in classes}
+    config = Config(data=_build_data(tree.get("data", {})), **sections)
     validate(config)
     return config
+
+
+def _drop_other_dataset_options(data: dict[str, Any], recipe: Mapping[str, Any], given: set[str]) -> None:
+    """When an override switches the recipe's dataset, drop the recipe's ``data.<old name>`` options.
+
+    As :func:`_drop_other_method_options`; options given as overrides are kept (and fail).
+    """
+    recipe_name, name = str(recipe.get("name", DataConfig.name)), str(data.get("name", DataConfig.name))
+    if recipe_name != name and recipe_name in recipe and recipe_name not in given:
+        del data[recipe_name]
+        print(f"facemtl: data.name={name} replaces the recipe's {recipe_name}; its options data.{recipe_name} "
+              "do not apply and are ignored", file=sys.stderr)
 
 
 def _drop_other_method_options(tree: dict[str, Any], recipe_method: Mapping[str, Any], method_name: str) -> None:
@@ -316,10 +463,12 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     """Read a YAML recipe (or start from the defaults when ``path`` is None) and apply overrides.
 
     A recipe may start with ``base: OTHER.yaml`` (relative to the recipe's folder): it is read
-    first and the recipe's keys replace its keys, section by section (a list, such as
-    ``data.sources``, is replaced whole), so variants of one recipe state only what differs.
+    first and the recipe's keys replace its keys, section by section (and a format's options,
+    ``data.<name>``, key by key; a list, such as ``data.mix.sources``, is replaced whole), so
+    variants of one recipe state only what differs. Flat ``data`` keys of earlier versions are
+    errors naming their new place.
     """
-    return config_from_dict(_read_recipe(Path(path)) if path is not None else {}, overrides)
+    return config_from_dict(_read_recipe(Path(path)) if path is not None else {}, overrides, migrate=False)
 
 
 def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -346,7 +495,12 @@ def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     merged = _read_recipe(path.parent / base, (*seen, path.resolve()))
     for section, values in raw.items():
         if isinstance(values, Mapping) and isinstance(merged.get(section), Mapping):
-            merged[section] = {**merged[section], **values}
+            parent = merged[section]
+            merged[section] = {**parent, **values}
+            for key, value in values.items():  # data.<name>: the format's options, key by key
+                if section == "data" and key not in _DATA_KEYS and isinstance(value, Mapping) and isinstance(
+                        parent.get(key), Mapping):
+                    merged[section][key] = {**parent[key], **value}
         else:
             merged[section] = values
     return merged
@@ -361,23 +515,22 @@ def validate(config: Config) -> None:
     """Cross-field and range checks the types alone cannot express."""
     check_tasks(config.model.tasks)
     config.method.check()
+    if config.data.options is not None:
+        config.data.options.check(config.data)
     for key, choices in _CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
         if value not in choices:
             raise FacemtlError(f"{key}={value!r} is not valid; choose from: {', '.join(choices)}")
-    for key in ("data.label_fraction", "method.task_weights"):
-        section, name = key.split(".")
-        for task, value in getattr(getattr(config, section), name).items():
-            if task not in TASKS:
-                raise FacemtlError(f"unknown task {task!r} in {key}; valid tasks: {', '.join(TASKS)}")
-            if name == "label_fraction":
-                _check_range(f"{key}.{task}", value, 0.0, 1.0)
+    check_tasks(list(config.method.task_weights), "method.task_weights")
+    check_tasks(list(config.data.label_fraction), "data.label_fraction")
+    for name, value in config.data.label_fraction.items():
+        _check_range(f"data.label_fraction.{name}", value, 0.0, 1.0)
     _check_range("data.label_noise", config.data.label_noise, 0.0, 1.0)
-    for task in config.train.select_tasks:
-        if task not in config.model.tasks:
-            raise FacemtlError(f"train.select_tasks: {task!r} is not a task of this model; model.tasks: "
-                               f"{', '.join(config.model.tasks)}")
+    unselectable = [name for name in config.train.select_tasks if name not in config.model.tasks]
+    if unselectable:
+        raise FacemtlError(f"train.select_tasks: {unselectable[0]!r} is not a task of this model; model.tasks: "
+                           f"{', '.join(config.model.tasks)}")
     if config.data.num_expr_classes not in (7, 8):
         raise FacemtlError(f"data.num_expr_classes={config.data.num_expr_classes}; expected 7 or 8")
     if config.data.num_landmarks not in (5, 68):

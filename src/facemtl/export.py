@@ -25,7 +25,7 @@ from facemtl.errors import FacemtlError
 from facemtl.io.checkpoint import Checkpoint
 from facemtl.labels import LabelSpaces
 from facemtl.models import MultiTaskNet
-from facemtl.models.loading import load_network
+from facemtl.tasks.network import load_network
 from facemtl.pipeline.backends import ONNX_FORMAT, ModelInfo, OnnxModel, flatten_outputs, output_names
 
 #: Protobuf refuses single files over 2 GiB; bigger models keep their weights next to the .onnx.

@@ -131,12 +131,3 @@ def five_point_landmarks(points: np.ndarray) -> np.ndarray:
     left_eye = points[..., 36:42, :].mean(axis=-2)
     right_eye = points[..., 42:48, :].mean(axis=-2)
     return np.stack([left_eye, right_eye, points[..., 30, :], points[..., 48, :], points[..., 54, :]], axis=-2)
-
-
-def check_tasks(tasks: list[str] | tuple[str, ...]) -> None:
-    """Raise :class:`FacemtlError` if any task key is unknown or the list is empty."""
-    if not tasks:
-        raise FacemtlError(f"model.tasks is empty; choose from: {', '.join(TASKS)}")
-    for task in tasks:
-        if task not in TASKS:
-            raise FacemtlError(f"unknown task {task!r} in model.tasks; valid tasks: {', '.join(TASKS)}")

@@ -1,4 +1,4 @@
-"""One tiny registry type for backbones, methods, datasets and tasks.
+"""One tiny registry type for backbones, methods, datasets and task specs.
 
 Entries are registered by decorator where they are defined; looking up an unknown
 name is a :class:`~facemtl.errors.FacemtlError` that lists the valid names.
@@ -12,10 +12,11 @@ it, and importing this module stays cheap.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 from facemtl.errors import FacemtlError
+from facemtl.labels import TASKS
 
 T = TypeVar("T")
 
@@ -73,3 +74,21 @@ class Registry(Generic[T]):
 BACKBONES: Registry[Callable[..., Any]] = Registry("backbone", "facemtl.models")
 METHODS: Registry[Any] = Registry("method", "facemtl.methods")
 DATASETS: Registry[Callable[..., Any]] = Registry("dataset", "facemtl.data")
+TASK_SPECS: Registry[Any] = Registry("task", "facemtl.tasks")
+
+
+def ordered_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
+    """``tasks`` in the canonical order: the built-in tasks as :data:`facemtl.labels.TASKS`, then
+    others by name. Network outputs, ONNX outputs and checkpoints all use this order."""
+    builtin = [t for t in TASKS if t in tasks]
+    return (*builtin, *sorted(t for t in dict.fromkeys(tasks) if t not in TASKS))
+
+
+def check_tasks(tasks: Sequence[str], key: str = "model.tasks") -> None:
+    """Raise :class:`FacemtlError` if ``tasks`` is empty or names an unregistered task."""
+    valid = ", ".join(TASK_SPECS.names())
+    if not tasks:
+        raise FacemtlError(f"{key} is empty; choose from: {valid}")
+    unknown = [t for t in tasks if t not in TASK_SPECS]
+    if unknown:
+        raise FacemtlError(f"unknown task {unknown[0]!r} in {key}; valid tasks: {valid}")

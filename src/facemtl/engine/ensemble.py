@@ -35,6 +35,7 @@ from facemtl.engine.evaluate import collect_predictions, evaluate, format_metric
 from facemtl.errors import FacemtlError
 from facemtl.methods.distill import load_net
 from facemtl.models import MultiTaskNet
+from facemtl.tasks import spec
 
 FORMAT = "facemtl-ensemble-1"
 VA_MODES = ("mean", "mode")
@@ -72,27 +73,16 @@ class Ensemble(torch.nn.Module):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Outputs in the network's format: ``au`` as logits of the mean probability, ``expr`` as
-        log of the mean softmax, ``va`` ``[B, 2]``."""
+        """Outputs in the network's format, each task's spec combining the members (``au`` as
+        logits of the mean probability, ``expr`` as log of the mean softmax, ``va`` ``[B, 2]``,
+        the others the mean); ``va_mode="mode"``: the members' most frequent VA bin."""
         outs = [net(images) for net in self.nets]
-        result: dict[str, torch.Tensor] = {}
-        if "au" in self.tasks:
-            prob = torch.stack([torch.sigmoid(o["au"]) for o in outs]).mean(0)
-            result["au"] = torch.logit(prob.clamp(1e-7, 1 - 1e-7))
-        if "expr" in self.tasks:
-            result["expr"] = torch.stack([torch.softmax(o["expr"], 1) for o in outs]).mean(0).clamp_min(1e-12).log()
-        if "va" in self.tasks:
-            result["va"] = self._va(outs)
-        for task in self.tasks:  # lmk, attr: mean of the members' outputs
-            if task not in result and task != "attr":
-                result[task] = torch.stack([o[task] for o in outs]).mean(0)
-            elif task == "attr":
-                result[task] = {k: torch.stack([o[task][k].softmax(1) for o in outs]).mean(0) for k in outs[0][task]}
+        result = {name: spec(name).ensemble([o[name] for o in outs]) for name in self.tasks}
+        if self.va_mode == "mode" and "va" in result:
+            result["va"] = self._va_mode(outs)
         return result
 
-    def _va(self, outs: list[dict[str, Any]]) -> torch.Tensor:
-        if self.va_mode == "mean":
-            return torch.stack([o["va"] for o in outs]).mean(0)
+    def _va_mode(self, outs: list[dict[str, Any]]) -> torch.Tensor:
         bins = torch.stack([o["va_logits"].argmax(-1) for o in outs])  # [M, B, 2]
         return self.nets[0].heads["va"].values[bins.mode(dim=0).values]
 

@@ -19,15 +19,18 @@ def va_expectation(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=-1) @ values.to(logits.dtype)
 
 
-def va_bin_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ccc_weight: float, values: torch.Tensor) -> torch.Tensor:
-    """Per-dimension ``CE(bins) + ccc_weight * (1 - CCC(expectation, target))``, summed over V and A.
+def va_bin_loss(
+    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ccc_weight: float, prediction: torch.Tensor
+) -> torch.Tensor:
+    """Per-dimension ``CE(bins) + ccc_weight * (1 - CCC(prediction, target))``, summed over V and A.
 
     Args:
         logits: ``[B, 2, bins]`` valence and arousal bin logits.
         target: ``[B, 2]`` values in [-1, 1].
         mask: ``[B]`` bool, True where the VA label exists.
         ccc_weight: lambda_ccc (1 in the official code; 0 = cross-entropy only).
-        values: ``[bins]`` bin values for the expectation.
+        prediction: ``[B, 2]`` the continuous prediction, :func:`va_expectation` of ``logits``
+            over the head's bin values (the binned head outputs it as ``va``).
     """
     bins = logits.shape[-1]
     index = digitize_va(target, bins).to(logits.device)
@@ -36,5 +39,5 @@ def va_bin_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, 
         loss = loss + masked_cross_entropy(logits[:, dim], index[:, dim], mask)
     if ccc_weight:
         # ccc_loss averages its columns; x 2 makes it the official sum over V and A.
-        loss = loss + ccc_weight * 2 * ccc_loss(va_expectation(logits, values), target, mask)
+        loss = loss + ccc_weight * 2 * ccc_loss(prediction, target, mask)
     return loss

@@ -30,9 +30,8 @@ from torch import nn
 
 from facemtl.config import MethodConfig, TrainConfig
 from facemtl.errors import FacemtlError
-from facemtl.losses import attribute_cross_entropy, ccc_loss, masked_bce, masked_cross_entropy, masked_regression
-from facemtl.losses.va import va_bin_loss
 from facemtl.models import MultiTaskNet
+from facemtl.tasks import spec
 
 Batch = dict[str, Any]
 Outputs = dict[str, Any]
@@ -103,9 +102,9 @@ class Method(nn.Module):
 
     def __init__(self, net: MultiTaskNet, config: MethodConfig, context: TrainContext) -> None:
         super().__init__()
-        for task in self.required_tasks:
-            if task not in net.tasks:
-                raise FacemtlError(f"method {config.name} needs the {task} task; add {task} to model.tasks")
+        missing = [name for name in self.required_tasks if name not in net.tasks]
+        if missing:
+            raise FacemtlError(f"method {config.name} needs the {missing[0]} task; add {missing[0]} to model.tasks")
         self.net = net
         self.config = config
         self.context = context
@@ -165,36 +164,12 @@ class Method(nn.Module):
 
     # -- shared pieces for subclasses -------------------------------------------------
     def task_losses(self, outputs: Outputs, batch: Batch, tasks: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
-        """Unweighted masked loss per enabled task, or per task of ``tasks`` (attributes summed over attributes)."""
+        """Unweighted masked loss per enabled task, or per task of ``tasks``: each task's spec's loss."""
         labels, mask = batch["labels"], batch["mask"]
-        losses: dict[str, torch.Tensor] = {}
-        for task in self.net.tasks if tasks is None else tasks:
-            if task == "expr":
-                losses[task] = masked_cross_entropy(outputs[task], labels[task], mask[task])
-            elif task == "au":
-                losses[task] = masked_bce(outputs[task], labels[task], mask[task])
-            elif task == "va":
-                losses[task] = self._va_loss(outputs[task], labels[task], mask[task], outputs.get("va_logits"))
-            elif task == "lmk":
-                losses[task] = masked_regression(outputs[task], labels[task], mask[task], self.config.lmk_loss)
-            elif task == "attr":
-                losses[task] = sum(attribute_cross_entropy(outputs[task], labels[task], mask[task]).values())
-        return losses
-
-    def _va_loss(
-        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        kind = self.config.va_loss
-        if logits is not None:  # binned VA (model.va_bins): CE per dimension + (1 - CCC) if va_loss has ccc
-            values = self.net.heads["va"].values
-            loss = va_bin_loss(logits, target, mask, 1.0 if "ccc" in kind else 0.0, values)
-            return loss + masked_regression(pred, target, mask, "mse") if "mse" in kind else loss
-        loss = pred.sum() * 0.0
-        if "mse" in kind:
-            loss = loss + masked_regression(pred, target, mask, "mse")
-        if "ccc" in kind:
-            loss = loss + ccc_loss(pred, target, mask)
-        return loss
+        return {
+            name: spec(name).loss(outputs, labels[name], mask[name], self.config)
+            for name in (self.net.tasks if tasks is None else tasks)
+        }
 
     def combine(self, losses: dict[str, torch.Tensor]) -> dict[str, Any]:
         """Weighted sum with ``config.task_weights``; logs every task's unweighted loss."""

@@ -40,7 +40,7 @@ from facemtl.errors import FacemtlError
 from facemtl.losses.distill import au_distill, kl_distill, regression_distill
 from facemtl.methods.base import Batch, Method, Outputs, TrainContext
 from facemtl.models import MultiTaskNet
-from facemtl.models.loading import load_network
+from facemtl.tasks.network import load_network
 from facemtl.registry import METHODS
 
 DISTILLED_TASKS = ("au", "expr", "va")

@@ -8,9 +8,8 @@ import torch
 from torch import nn
 
 from facemtl.errors import FacemtlError
-from facemtl.labels import TASKS, LabelSpaces, check_tasks
-from facemtl.models.backbone import TinyConvNet, create_backbone
-from facemtl.models.heads import build_head
+from facemtl.labels import LabelSpaces
+from facemtl.models.backbone import TinyConvNet
 
 #: ImageNet statistics; timm backbones expect them and they do no harm to the built-in ones.
 IMAGE_MEAN = (0.485, 0.456, 0.406)
@@ -20,53 +19,48 @@ IMAGE_STD = (0.229, 0.224, 0.225)
 class MultiTaskNet(nn.Module):
     """Shared backbone with per-task heads.
 
+    Build one with :func:`facemtl.tasks.build_network` (by task names, each task's spec
+    making its head) or give the parts directly.
+
     Args:
-        backbone: a built-in or timm backbone name.
-        tasks: enabled task keys, a subset of :data:`facemtl.labels.TASKS`.
+        backbone: the trunk (timm contract: ``forward_features``, ``forward_head``, ``num_features``).
+        heads: task key -> head, in output order; a head maps ``(feat, feat_map)`` to
+            ``{output name: tensor}`` (:mod:`facemtl.models.heads`).
         label_spaces: sizes and names of each task's outputs.
-        pretrained: optional local ``.safetensors`` backbone weights.
         drop_rate: dropout on the pooled feature before the heads.
-        va_bins: 0 = VA regressed directly; N > 0 = VA as N-bin classification (Deng et al.):
-            ``va`` is then the expectation over bins and ``va_logits`` the ``[B, 2, N]`` logits.
-        va_bin_values: bin values of that expectation, ``code`` (official) or ``centres``.
         branch_tasks: tasks whose heads read their own copy of the backbone's last stage
-            (initialised from the shared one, after ``pretrained`` is loaded), so that they
+            (initialised from the shared one, after pretrained weights are loaded), so that they
             share only the layers below it with the other tasks; empty = everything shared.
             Needs a built-in VGG-style backbone (``tiny``, ``small``, ``test_tiny``).
+        backbone_name: the backbone's registered name, for messages.
 
     ``forward(images)`` takes RGB images ``[B, 3, H, W]`` scaled to [0, 1] (normalisation
-    happens inside, so exported models take the same input) and returns a dict with one
-    entry per enabled task (``expr [B, C]``, ``au [B, A]`` logits, ``va [B, 2]``,
-    ``lmk [B, K, 2]``, ``attr {name: [B, C_name]}``) plus ``feat`` (pooled feature
-    ``[B, D]``) and ``feat_map`` (last feature map, ``[B, D, h, w]`` for CNNs), both from
-    the shared path (not the ``branch_tasks`` branch).
+    happens inside, so exported models take the same input) and returns every head's
+    outputs (``expr [B, C]``, ``au [B, A]`` logits, ``va [B, 2]``, ``lmk [B, K, 2]``,
+    ``attr {name: [B, C_name]}``, ...) plus ``feat`` (pooled feature ``[B, D]``) and
+    ``feat_map`` (last feature map, ``[B, D, h, w]`` for CNNs), both from the shared path
+    (not the ``branch_tasks`` branch).
     """
 
     def __init__(
         self,
-        backbone: str,
-        tasks: list[str] | tuple[str, ...],
+        backbone: nn.Module,
+        heads: dict[str, nn.Module],
         label_spaces: LabelSpaces,
-        pretrained: str = "",
         drop_rate: float = 0.0,
-        va_bins: int = 0,
-        va_bin_values: str = "code",
         branch_tasks: list[str] | tuple[str, ...] = (),
+        backbone_name: str = "",
     ) -> None:
         super().__init__()
-        check_tasks(tasks)
-        self.tasks = tuple(t for t in TASKS if t in tasks)
+        self.tasks = tuple(heads)
         self.label_spaces = label_spaces
-        self.backbone = create_backbone(backbone, pretrained)
+        self.backbone = backbone
         self.num_features = int(self.backbone.num_features)
         self.dropout = nn.Dropout(drop_rate)
-        self.branch_tasks = _check_branch_tasks(branch_tasks, self.tasks, self.backbone, backbone)
+        self.branch_tasks = _check_branch_tasks(branch_tasks, self.tasks, self.backbone, backbone_name)
         # A private copy of the last stage: those tasks stop pulling the shared one their way.
         self.branch_stage = copy.deepcopy(self.backbone.stages[-1]) if self.branch_tasks else None
-        spatial = _has_spatial_features(self.backbone)
-        self.heads = nn.ModuleDict(
-            {t: build_head(t, self.num_features, label_spaces, spatial, va_bins, va_bin_values) for t in self.tasks}
-        )
+        self.heads = nn.ModuleDict(heads)
         self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -113,13 +107,10 @@ class MultiTaskNet(nn.Module):
         dropped = self.dropout(feat)
         branch_dropped = self.dropout(self.backbone.forward_head(branch_map)) if self.branch_stage is not None else dropped
         outputs: dict[str, torch.Tensor | dict[str, torch.Tensor]] = {}
-        for task in self.tasks:
-            task_map, task_feat = (branch_map, branch_dropped) if task in self.branch_tasks else (feat_map, dropped)
-            # The landmark head also reads the feature map: positions need spatial layout.
-            outputs[task] = self.heads[task](task_feat, task_map) if task == "lmk" else self.heads[task](task_feat)
-            if task == "va" and hasattr(self.heads[task], "expectation"):  # binned VA: keep va continuous [B, 2]
-                outputs["va_logits"] = outputs[task]
-                outputs[task] = self.heads[task].expectation(outputs[task])
+        branched = set(self.branch_tasks)
+        for name, head in self.heads.items():
+            on_branch = name in branched
+            outputs.update(head(branch_dropped if on_branch else dropped, branch_map if on_branch else feat_map))
         outputs["feat"] = feat
         outputs["feat_map"] = feat_map
         return outputs
@@ -139,7 +130,7 @@ def _check_branch_tasks(
 
 
 @torch.no_grad()
-def _has_spatial_features(backbone: nn.Module) -> bool:
+def has_spatial_features(backbone: nn.Module) -> bool:
     """Whether ``forward_features`` gives a ``[B, C, h, w]`` map (CNNs) rather than tokens (ViTs).
 
     Probed once with a blank image at the backbone's default input size. A map whose

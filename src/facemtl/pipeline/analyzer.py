@@ -42,6 +42,7 @@ from facemtl.pipeline.sources import Frame, Source, count_frames, expand_sources
 from facemtl.pipeline.video import IoUTracker
 from facemtl.pipeline.writers import Annotator, CsvWriter
 from facemtl.progress import progress_bar
+from facemtl.tasks import spec
 
 Row = dict[str, Any]
 
@@ -318,22 +319,11 @@ class FaceAnalyzer:
         if det.points is not None:
             row.update({f"det_x_{i}": float(x) for i, x in enumerate(det.points[:, 0])})
             row.update({f"det_y_{i}": float(y) for i, y in enumerate(det.points[:, 1])})
-        spaces = self.label_spaces
-        if "lmk" in out:  # model output (crop-normalised) -> crop pixels -> original pixels
-            points = apply(invert(face.matrix), to_crop_pixels(out["lmk"], self.image_size))
-            row.update({f"x_{i}": float(x) for i, x in enumerate(points[:, 0])})
-            row.update({f"y_{i}": float(y) for i, y in enumerate(points[:, 1])})
-        if "au" in out:
-            for name, p in zip(spaces.au_names, out["au"]):
-                column = schema.au_column(name)
-                row[f"{column}_c"], row[f"{column}_p"] = int(p >= schema.AU_THRESHOLD), float(p)
-        if "expr" in out:
-            row.update({f"expr_{c}": float(p) for c, p in zip(spaces.expr_classes, out["expr"])})
-            row["expr_label"] = spaces.expr_classes[int(np.argmax(out["expr"]))]
-        if "va" in out:
-            row["valence"], row["arousal"] = float(out["va"][0]), float(out["va"][1])
-        for name, probs in out.get("attr", {}).items():
-            classes = spaces.attributes[name]
-            row[f"attr_{name}"] = classes[int(np.argmax(probs))]
-            row.update({f"attr_{name}_{c}": float(p) for c, p in zip(classes, probs)})
+        matrix = invert(face.matrix)
+
+        def to_image(points: np.ndarray) -> np.ndarray:  # model output (crop-normalised) -> original pixels
+            return apply(matrix, to_crop_pixels(points, self.image_size))
+
+        for task, value in out.items():
+            row.update(spec(task).row(value, self.label_spaces, to_image))
         return row

@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 
 from facemtl.errors import FacemtlError
-from facemtl.labels import TASKS, LabelSpaces, mirror_permutation
+from facemtl.labels import LabelSpaces
+from facemtl.registry import ordered_tasks
+from facemtl.tasks import spec
 
 #: ``format`` entry of an exported model's ``metadata_props``.
 ONNX_FORMAT = "facemtl-onnx-1"
@@ -33,22 +35,13 @@ TTA_MODES = ("none", "flip")
 
 
 def output_names(tasks: tuple[str, ...] | list[str], spaces: LabelSpaces) -> list[str]:
-    """Flat output names in network order: one per task, one ``attr_<name>`` per attribute."""
-    names: list[str] = []
-    for task in tasks:
-        names += [f"attr_{name}" for name in spaces.attributes] if task == "attr" else [task]
-    return names
+    """Flat output names in network order: each task's spec's names (``attr``: one ``attr_<name>`` per attribute)."""
+    return [name for task in tasks for name in spec(task).output_names(spaces)]
 
 
 def flatten_outputs(out: dict[str, Any], tasks: tuple[str, ...] | list[str], spaces: LabelSpaces) -> dict[str, Any]:
     """A :class:`MultiTaskNet` output dict as flat tensors named by :func:`output_names`."""
-    flat: dict[str, torch.Tensor] = {}
-    for task in tasks:
-        if task == "attr":
-            flat.update({f"attr_{name}": out["attr"][name] for name in spaces.attributes})
-        else:
-            flat[task] = out[task]
-    return flat
+    return {name: value for task in tasks for name, value in spec(task).flatten(out[task], spaces).items()}
 
 
 @dataclass
@@ -67,7 +60,7 @@ class ModelInfo:
         """Built from a checkpoint's (or an exported model's) metadata."""
         template = preprocess.get("template_5pt")
         return cls(
-            tasks=tuple(t for t in TASKS if t in tasks), label_spaces=spaces,  # MultiTaskNet's order
+            tasks=ordered_tasks(tasks), label_spaces=spaces,  # MultiTaskNet's order
             image_size=int(preprocess.get("image_size") or config["data"]["image_size"]),
             template=np.asarray(template, np.float64) if template else None,
             grey=bool(config["data"].get("grey", False)),
@@ -94,7 +87,7 @@ class TorchModel:
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
         from facemtl.device import resolve_device
-        from facemtl.models.loading import load_network
+        from facemtl.tasks.network import load_network
 
         self.device = resolve_device(device)
         net, ckpt = load_network(checkpoint)
@@ -190,19 +183,9 @@ def to_grey(images: np.ndarray) -> np.ndarray:
 
 
 def postprocess(raw: dict[str, np.ndarray], tasks: tuple[str, ...], spaces: LabelSpaces) -> dict[str, Any]:
-    """Raw outputs -> per task: ``expr`` and ``attr`` probabilities (softmax), ``au`` (sigmoid),
-    ``va`` and ``lmk`` as they are; ``attr`` becomes ``{name: [B, C]}``."""
-    out: dict[str, Any] = {}
-    for task in tasks:
-        if task == "expr":
-            out[task] = _softmax(raw[task])
-        elif task == "au":
-            out[task] = 1.0 / (1.0 + np.exp(-raw[task]))
-        elif task == "attr":
-            out[task] = {name: _softmax(raw[f"attr_{name}"]) for name in spaces.attributes}
-        else:
-            out[task] = raw[task]
-    return out
+    """Raw outputs -> per task its spec's post-processed values: ``expr`` and ``attr`` probabilities
+    (softmax; ``attr`` as ``{name: [B, C]}``), ``au`` (sigmoid), ``va`` and ``lmk`` as they are."""
+    return {task: spec(task).postprocess(raw, spaces) for task in tasks}
 
 
 def check_tta(tta: str) -> str:
@@ -227,29 +210,12 @@ def predict_faces(model: TorchModel | OnnxModel, images: np.ndarray, tta: str = 
 
 
 def unmirror(outputs: dict[str, Any], spaces: LabelSpaces) -> dict[str, Any]:
-    """Post-processed outputs of *mirrored* faces, expressed for the faces as given.
-
-    Landmarks are reflected (``x -> 1 - x`` in crop coordinates) and relabelled left <-> right
-    (:func:`~facemtl.labels.mirror_permutation`); the ``pose`` attribute's classes, ordered
-    left profile ... right profile, are reversed (as training's flip augmentation does).
-    Expression, AUs, valence/arousal and the other attributes do not change under a flip.
-    """
-    out = dict(outputs)
-    if "lmk" in out:
-        points = out["lmk"][:, list(mirror_permutation(spaces.num_landmarks))].copy()
-        points[..., 0] = 1.0 - points[..., 0]
-        out["lmk"] = points
-    if "pose" in out.get("attr", {}):
-        out["attr"] = {**out["attr"], "pose": out["attr"]["pose"][:, ::-1]}
-    return out
+    """Post-processed outputs of *mirrored* faces, expressed for the faces as given (each spec's
+    :meth:`~facemtl.tasks.base.TaskSpec.unmirror`: landmarks reflected and relabelled left <->
+    right, the ``pose`` attribute reversed; expression, AUs, valence/arousal unchanged)."""
+    return {task: spec(task).unmirror(value, spaces) for task, value in outputs.items()}
 
 
 def _average(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
-    """Element-wise mean of two (nested) output dictionaries of the same structure."""
-    return {key: _average(value, second[key]) if isinstance(value, dict) else (value + second[key]) / 2.0
-            for key, value in first.items()}
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))  # minus the max: no overflow
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    """Per task, its spec's mean of the two views."""
+    return {task: spec(task).average([value, second[task]]) for task, value in first.items()}

@@ -13,6 +13,7 @@ This module imports neither OpenCV nor pandas, so tools can read the schema chea
 from __future__ import annotations
 
 from facemtl.labels import LabelSpaces
+from facemtl.tasks import spec
 
 SCHEMA_VERSION = "1"
 
@@ -30,44 +31,16 @@ BASE_COLUMNS: tuple[str, ...] = (
 )
 TAIL_COLUMNS: tuple[str, ...] = ("error",)
 
-#: A predicted AU counts as present (``AUxx_c = 1``) when its probability reaches this.
-AU_THRESHOLD = 0.5
-
-
-def au_column(name: str) -> str:
-    """``"AU1"`` -> ``"AU01"`` (OpenFace zero-pads AU numbers to two digits)."""
-    number = name[2:] if name.upper().startswith("AU") else name
-    return f"AU{int(number):02d}" if number.isdigit() else f"AU{number}"
-
-
 def task_columns(tasks: list[str] | tuple[str, ...], spaces: LabelSpaces) -> list[str]:
-    """Prediction columns for a checkpoint's tasks, in a fixed order.
+    """Prediction columns for a checkpoint's tasks: each task's spec's columns, in a fixed order.
 
-    Args:
-        tasks: the checkpoint's task keys.
-        spaces: the checkpoint's label spaces (class, AU and attribute names).
-
-    Returns:
-        ``x_0..x_{K-1}, y_0..y_{K-1}`` (landmarks, original pixels), ``AUxx_c`` (0/1) then
-        ``AUxx_p`` (probability), ``expr_<class>`` probabilities and ``expr_label``,
-        ``valence``, ``arousal``, and per attribute ``attr_<name>`` (predicted class name)
-        plus ``attr_<name>_<class>`` probabilities; each group only if its task is present.
+    Built-in tasks give ``x_0..x_{K-1}, y_0..y_{K-1}`` (landmarks, original pixels), ``AUxx_c``
+    (0/1) then ``AUxx_p`` (probability), ``expr_<class>`` probabilities and ``expr_label``,
+    ``valence``, ``arousal``, and per attribute ``attr_<name>`` (predicted class name) plus
+    ``attr_<name>_<class>`` probabilities; each group only if its task is present.
     """
-    columns: list[str] = []
-    if "lmk" in tasks:
-        k = spaces.num_landmarks
-        columns += [f"x_{i}" for i in range(k)] + [f"y_{i}" for i in range(k)]
-    if "au" in tasks:
-        names = [au_column(n) for n in spaces.au_names]
-        columns += [f"{n}_c" for n in names] + [f"{n}_p" for n in names]
-    if "expr" in tasks:
-        columns += [f"expr_{c}" for c in spaces.expr_classes] + ["expr_label"]
-    if "va" in tasks:
-        columns += ["valence", "arousal"]
-    if "attr" in tasks:
-        for name, classes in spaces.attributes.items():
-            columns += [f"attr_{name}"] + [f"attr_{name}_{c}" for c in classes]
-    return columns
+    specs = sorted((spec(task) for task in tasks), key=lambda s: (s.column_order, s.name))
+    return [column for s in specs for column in s.columns(spaces)]
 
 
 def columns(tasks: list[str] | tuple[str, ...], spaces: LabelSpaces) -> list[str]:

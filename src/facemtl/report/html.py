@@ -138,7 +138,7 @@ def predict_split(
     from facemtl.data import build_datasets
     from facemtl.device import resolve_device
     from facemtl.engine.evaluate import collect_predictions
-    from facemtl.models.loading import load_network
+    from facemtl.tasks.network import load_network
 
     torch_device = resolve_device(device)
     net, checkpoint = load_network(run.run_dir, torch_device)

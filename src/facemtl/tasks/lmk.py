@@ -1,0 +1,63 @@
+"""``lmk``: K facial landmarks (5-point MTFL or 68-point iBUG), (x, y) normalised by the crop size."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from facemtl.labels import LabelSpaces, mirror_permutation
+from facemtl.metrics import landmark_metrics
+from facemtl.registry import TASK_SPECS
+from facemtl.tasks.base import TaskSpec, ToImage
+
+
+class LandmarkSpec(TaskSpec):
+    """Labels: ``[N, K, 2]`` with one flag per sample; metrics: NME (inter-ocular), failure rate, AUC;
+    selection score ``1 - NME``. Its head reads the feature map (positions need spatial layout).
+    CSV: ``x_i``, ``y_i`` in original-image pixels."""
+
+    name = "lmk"
+    column_order = 0
+    headline = ("nme", "failure_rate")
+
+    def output_size(self, spaces: LabelSpaces) -> int:
+        return 2 * spaces.num_landmarks
+
+    def label_shape(self, spaces: LabelSpaces) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return (spaces.num_landmarks, 2), ()
+
+    def build_head(self, in_features: int, spaces: LabelSpaces, spatial: bool, options: dict[str, Any]) -> Any:
+        from facemtl.models.heads import LandmarkHead  # torch: absent from ONNX-only inference installs
+
+        return LandmarkHead(self.name, in_features, spaces.num_landmarks, spatial)
+
+    def loss(self, outputs: dict[str, Any], labels: Any, mask: Any, options: Any) -> Any:
+        from facemtl.losses import masked_regression  # torch: absent from ONNX-only inference installs
+
+        return masked_regression(outputs[self.name], labels, mask, options.lmk_loss)
+
+    def metrics(self, pred: np.ndarray, label: np.ndarray, mask: np.ndarray, spaces: LabelSpaces,
+                **options: Any) -> dict[str, Any]:
+        return landmark_metrics(pred[mask], label[mask])
+
+    def primary_score(self, result: dict[str, Any]) -> float:
+        return 1.0 - result["nme"]
+
+    def unmirror(self, value: np.ndarray, spaces: LabelSpaces) -> np.ndarray:
+        """Reflect (``x -> 1 - x`` in crop coordinates) and relabel left <-> right."""
+        points = value[:, list(mirror_permutation(spaces.num_landmarks))].copy()
+        points[..., 0] = 1.0 - points[..., 0]
+        return points
+
+    def columns(self, spaces: LabelSpaces) -> list[str]:
+        k = spaces.num_landmarks
+        return [f"x_{i}" for i in range(k)] + [f"y_{i}" for i in range(k)]
+
+    def row(self, value: np.ndarray, spaces: LabelSpaces, to_image: ToImage) -> dict[str, Any]:
+        points = to_image(value)
+        return {**{f"x_{i}": float(x) for i, x in enumerate(points[:, 0])},
+                **{f"y_{i}": float(y) for i, y in enumerate(points[:, 1])}}
+
+
+TASK_SPECS.register(LandmarkSpec.name)(LandmarkSpec())
