@@ -18,7 +18,7 @@ from typing import TextIO
 from facemtl.config import DataConfig, load_config
 from facemtl.data.dataset import FaceDataset
 from facemtl.data.images import read_image
-from facemtl.data.mix import MixedDataset
+from facemtl.data.mix import MixedDataset, MixOptions
 from facemtl.data.record_dataset import RecordDataset
 from facemtl.data.records import SPLITS, collect_report
 from facemtl.errors import FacemtlError
@@ -27,8 +27,10 @@ from facemtl.registry import DATASETS
 
 def _lazy(config: DataConfig) -> DataConfig:
     """The same data config, decoding nothing up front (the check reads each image once itself)."""
-    sources = [{**s, "load": "lazy"} for s in config.sources]
-    return dataclasses.replace(config, load="lazy", sources=sources)
+    options = config.options
+    if isinstance(options, MixOptions):
+        options = dataclasses.replace(options, sources=[{**s, "load": "lazy"} for s in options.sources])
+    return dataclasses.replace(config, load="lazy", options=options)
 
 
 def _record_sets(dataset: FaceDataset) -> Iterable[RecordDataset]:

@@ -1,16 +1,18 @@
 """Several datasets as one (``data.name=mix``), each face keeping its own labels and masks.
 
-A recipe lists its sources; each entry is a ``data`` section of its own (``name``, ``root``,
-``fold``, ...) that inherits every key it does not set from the enclosing ``data`` section,
-plus an optional ``weight``::
+A recipe lists its sources under ``data.mix``; each entry is a ``data`` section of its own
+(``name``, ``root``, its format's options under ``<name>``, ...) that inherits every shared key
+it does not set from the enclosing ``data`` section, plus an optional ``weight`` and
+``class_balance``::
 
     data:
       name: mix
       image_size: 112
-      class_balance: 1.0          # within each source, expression classes drawn ~ 1 / count
-      sources:
-        - {name: bp4d, root: /data/BP4D, fold: 1, weight: 1}
-        - {name: rafdb, root: /data/RAF-DB, weight: 1}
+      mix:
+        class_balance: 1.0          # within each source, expression classes drawn ~ 1 / count
+        sources:
+          - {name: bp4d, root: /data/BP4D, bp4d: {fold: 1}, weight: 1}
+          - {name: rafdb, root: /data/RAF-DB, weight: 1}
 
 Label spaces are the union of the sources' (AUs by FACS number, attributes by name); a face
 is masked for every AU or attribute its source does not label. ``image_size``,
@@ -21,7 +23,7 @@ Sampling (training split only; validation and test are plain concatenations):
 - no ``weight`` anywhere and ``class_balance: 0``: every face once per epoch;
 - ``weight``: the share of each epoch's N samples (N = all training faces) drawn from that
   source; set it on every source or on none;
-- ``class_balance`` b (per source or inherited): faces of expression class c are drawn with
+- ``class_balance`` b (per source, else ``data.mix.class_balance``): faces of expression class c are drawn with
   weight ``count(c) ** -b`` (0 = natural frequencies, 1 = balanced classes; faces without an
   expression label count as one more class); sampling is then with replacement.
 
@@ -33,13 +35,14 @@ position in the concatenation, so per-sample method state stays keyed by face.
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from facemtl.config import DataConfig, config_from_dict
+from facemtl.config import DataConfig, DatasetOptions, config_from_dict, dataset_options, migrate_data
 from facemtl.data.dataset import Batch, FaceDataset
 from facemtl.data.record_dataset import LazyImages
 from facemtl.errors import FacemtlError
@@ -47,6 +50,35 @@ from facemtl.labels import LabelSpaces
 from facemtl.registry import DATASETS
 
 SHARED_KEYS = ("image_size", "num_expr_classes", "num_landmarks")
+#: Keys of a source entry that are about sampling it, not about the dataset.
+ENTRY_KEYS = ("weight", "class_balance")
+
+
+@dataclass
+class MixOptions(DatasetOptions):
+    """``data.mix.*``: the sources and the class balance of the training draw."""
+
+    sources: list[dict[str, Any]] = field(default_factory=list)  # one data section (+ weight, class_balance) each
+    class_balance: float = 0.0  # train: expression classes drawn with weight count ** -class_balance
+    moved: ClassVar[dict[str, str]] = {"sources": "sources", "class_balance": "class_balance"}
+
+    def check(self, data: DataConfig) -> None:
+        if self.class_balance < 0:
+            raise FacemtlError(f"data.mix.class_balance={self.class_balance}; expected >= 0")
+        source_configs(data)  # each source against its own format's options
+        source_balances(data)
+
+    @classmethod
+    def migrate(cls, values: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+        """Old sources inherited the mix's flat keys (``fold``, ...): each takes them into its own section."""
+        inherited = {k: v for k, v in old.items() if k not in cls.moved}
+        sources = []
+        for entry in values.get("sources") or []:
+            if not isinstance(entry, dict):
+                return values  # not a list of sections: left for the check to report
+            own = {k: entry[k] for k in ENTRY_KEYS if k in entry}
+            sources.append({**migrate_data({**inherited, **{k: v for k, v in entry.items() if k not in own}}), **own})
+        return {**values, "sources": sources} if "sources" in values else values
 
 
 def union_spaces(spaces: list[LabelSpaces]) -> LabelSpaces:
@@ -188,43 +220,63 @@ class MixedDataset(FaceDataset):
 
 
 def source_configs(config: DataConfig) -> tuple[list[DataConfig], list[float] | None]:
-    """Each source's full :class:`DataConfig` (inheriting the mix's keys) and the weights."""
-    if not config.sources:
-        raise FacemtlError("data.name=mix needs data.sources: a list of {name: ..., root: ...} entries")
-    base = {k: v for k, v in dataclasses.asdict(config).items() if k != "sources"}
+    """Each source's full :class:`DataConfig` (inheriting the mix's shared keys) and the weights.
+
+    Each entry is parsed as a recipe's ``data`` section (flat keys of earlier versions are
+    errors); :meth:`MixOptions.migrate` has already moved those of a stored config.
+    """
+    options = MixOptions.of(config)
+    if not options.sources:
+        raise FacemtlError("data.name=mix needs data.mix.sources: a list of {name: ..., root: ...} entries")
+    base = {f.name: getattr(config, f.name) for f in fields(config) if f.name != "options"}
     out, weights = [], []
-    for i, entry in enumerate(config.sources):
-        entry = dict(entry)
-        weights.append(entry.pop("weight", None))
+    for i, entry in enumerate(options.sources):
+        where = f"data.mix.sources[{i}]"
+        if not isinstance(entry, dict):
+            raise FacemtlError(f"{where}: expected a mapping {{name: ..., root: ...}}, got {entry!r}")
+        weights.append(entry.get("weight"))
+        entry = {k: v for k, v in entry.items() if k not in ENTRY_KEYS}
         name = entry.get("name")
-        if name in (None, "mix") or "sources" in entry:
-            raise FacemtlError(f"data.sources[{i}]: needs a dataset name (not mix, no nested sources)")
+        if name in (None, "mix") or "mix" in entry:
+            raise FacemtlError(f"{where}: needs a dataset name (not mix, no nested sources)")
         for key in SHARED_KEYS:
             if key in entry and entry[key] != base[key]:
-                raise FacemtlError(f"data.sources[{i}].{key}: shared by all sources; set data.{key} instead")
+                raise FacemtlError(f"{where}.{key}: shared by all sources; set data.{key} instead")
         try:
-            out.append(config_from_dict({"data": {**base, **entry}}).data)
+            out.append(config_from_dict({"data": {**base, **entry}}, migrate=False).data)
         except FacemtlError as err:
-            raise FacemtlError(f"data.sources[{i}] ({name}): {err}") from None
+            raise FacemtlError(f"{where} ({name}): {err}") from None
     given = [w is not None for w in weights]
     if any(given) and not all(given):
-        raise FacemtlError("data.sources: set weight on every source or on none")
+        raise FacemtlError("data.mix.sources: set weight on every source or on none")
     if any(given) and (any(not isinstance(w, (int, float)) or w < 0 for w in weights) or sum(weights) <= 0):
-        raise FacemtlError(f"data.sources weights must be non-negative numbers with a positive sum, got {weights}")
+        raise FacemtlError(f"data.mix.sources weights must be non-negative numbers with a positive sum, got {weights}")
     return out, [float(w) for w in weights] if all(given) else None
 
 
+def source_balances(config: DataConfig) -> list[float]:
+    """Each source's ``class_balance``: its own, else ``data.mix.class_balance``."""
+    options = MixOptions.of(config)
+    balances = [entry.get("class_balance", options.class_balance) for entry in options.sources]
+    for i, b in enumerate(balances):
+        if not isinstance(b, (int, float)) or isinstance(b, bool) or b < 0:
+            raise FacemtlError(f"data.mix.sources[{i}].class_balance={b!r}; expected a number >= 0")
+    return [float(b) for b in balances]
+
+
 @DATASETS.register("mix")
+@dataset_options(MixOptions)
 def mix(config: DataConfig, splits: tuple[str, ...] = ("train", "val", "test")) -> dict[str, MixedDataset]:
     """Several registered datasets as one, in the union of their label spaces (see the module docstring)."""
     configs, weights = source_configs(config)
+    balances = source_balances(config)
     built = [DATASETS.get(c.name)(c, splits) for c in configs]
     names = [c.name if [d.name for d in configs].count(c.name) == 1 else f"{c.name}#{i}" for i, c in enumerate(configs)]
     spaces = union_spaces([next(iter(b.values())).label_spaces for b in built])
     out = {}
     for split in splits:
         out[split] = MixedDataset([b[split] for b in built], names, spaces, weights,
-                                  [c.class_balance for c in configs], config.seed, resample=split == "train")
+                                  balances, config.seed, resample=split == "train")
     if "train" in out:
         counts = out["train"].composition()
         total = max(sum(counts.values()), 1)

@@ -30,19 +30,23 @@ from facemtl.labels import five_point_landmarks
 
 #: ``data.load=auto`` keeps a split in RAM when its decoded faces take at most this many bytes.
 MEMORY_BUDGET = 1 << 30
-_CHOICES = {"load": ("auto", "memory", "lazy"), "ferplus_mode": ("majority", "plurality", "soft")}
+_CHOICES = {"load": ("auto", "memory", "lazy")}
 
 
 def check_options(config: DataConfig) -> None:
-    """Range and choice checks of the real-dataset keys of :class:`DataConfig`."""
+    """Range and choice checks of the real-dataset keys of :class:`DataConfig`, and the format's own.
+
+    ``load_config`` has run the format's ``data.<name>`` check already; this repeats it (cheap)
+    for a :class:`DataConfig` built in code and handed to a builder directly.
+    """
     for key, choices in _CHOICES.items():
         if getattr(config, key) not in choices:
             raise FacemtlError(f"data.{key}={getattr(config, key)!r} is not valid; choose from: {', '.join(choices)}")
     for key in ("val_fraction", "test_fraction"):
         if not 0.0 <= getattr(config, key) < 1.0:
             raise FacemtlError(f"data.{key}={getattr(config, key)} is out of range; expected 0 <= {key} < 1")
-    if config.fold not in (1, 2, 3):
-        raise FacemtlError(f"data.fold={config.fold}; expected 1, 2 or 3")
+    if config.options is not None:
+        config.options.check(config)
 
 
 def record_labels(records: Records, crop_points: np.ndarray | None, num_landmarks: int) -> tuple[dict, dict]:

@@ -1,15 +1,45 @@
-"""Small parsing helpers shared by the format modules: roots, files, lines, numbers."""
+"""Small parsing helpers shared by the format modules: roots, files, lines, numbers; and
+the options (``data.<name>`` keys) several formats share."""
 
 from __future__ import annotations
 
 import csv
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from facemtl.config import DataConfig
+from facemtl.config import DataConfig, DatasetOptions
 from facemtl.data.records import collecting, problem
 from facemtl.errors import FacemtlError
+
+
+@dataclass
+class AUOptions(DatasetOptions):
+    """``data.<name>.au_ids`` of the formats labelling action units (csv, affwild2_mtl, and below)."""
+
+    au_ids: list[int] = field(default_factory=list)  # FACS numbers of the AUs to label; empty = the dataset's standard set
+    moved: ClassVar[dict[str, str]] = {"au_ids": "au_ids"}
+
+    def check(self, data: DataConfig) -> None:
+        bad = [a for a in self.au_ids if a < 1]
+        if bad:
+            raise FacemtlError(f"data.{data.name}.au_ids: {bad[0]} is not a FACS AU number (1 or more)")
+
+
+@dataclass
+class FoldOptions(AUOptions):
+    """BP4D / DISFA: the 3-fold subject-exclusive protocol and where the frames are."""
+
+    fold: int = 1  # 3-fold subject-exclusive protocol: fold k tests on part 4 - k
+    image_template: str = ""  # frame paths, e.g. "{subject}/{task}/{frame:04d}.jpg"; empty = auto-detect
+    moved: ClassVar[dict[str, str]] = {**AUOptions.moved, "fold": "fold", "image_template": "image_template"}
+
+    def check(self, data: DataConfig) -> None:
+        super().check(data)
+        if self.fold not in (1, 2, 3):
+            raise FacemtlError(f"data.{data.name}.fold={self.fold}; expected 1, 2 or 3")
 
 
 def dataset_root(config: DataConfig, dataset: str, layout: str) -> Path:
@@ -75,19 +105,26 @@ def csv_rows(path: Path, required: Sequence[str] = ()) -> Iterator[tuple[int, di
 BOX_COLUMNS: tuple[tuple[str, ...], ...] = (("input", "face_x", "face_y", "face_w", "face_h"), ("path", "x", "y", "w", "h"))
 
 
-def read_face_boxes(path: str | Path, root: Path) -> dict[str, list[tuple[float, float, float, float]]]:
+def read_face_boxes(
+    path: str | Path, root: Path, key: str = "data.mtfl.boxes"
+) -> dict[str, list[tuple[float, float, float, float]]]:
     """Detected face boxes per image from a CSV: ``facemtl predict`` output or ``path,x,y,w,h``.
 
     Rows of a ``facemtl predict`` CSV with ``success = 0`` (no face) are skipped. Image paths
     may be absolute, relative to ``root``, or relative to the working folder (as ``facemtl
     predict`` writes the paths it was given); keys are resolved absolute paths.
 
+    Args:
+        path: the CSV file.
+        root: the dataset folder relative image paths may start from.
+        key: the config key naming the file, for the error.
+
     Raises:
         FacemtlError: ``file:line`` for a missing file, an unknown header or a non-numeric box.
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FacemtlError(f"data.boxes={path}: no such file (expected a CSV from `facemtl predict` or path,x,y,w,h)")
+        raise FacemtlError(f"{key}={path}: no such file (expected a CSV from `facemtl predict` or path,x,y,w,h)")
     with open(path, newline="", encoding="utf-8-sig") as handle:
         header = [h.strip() for h in next(csv.reader(handle), [])]
     names = next((cols for cols in BOX_COLUMNS if set(cols) <= set(header)), None)
@@ -125,13 +162,13 @@ def to_int(text: str | None) -> int:
 
 
 def au_ids(config: DataConfig, default: Sequence[int], available: Sequence[int] | None = None, where: str = "") -> list[int]:
-    """The AUs to label: ``data.au_ids`` if set (each must be annotated), else the dataset's standard set."""
-    chosen = list(config.au_ids) or list(default)
+    """The AUs to label: ``data.<name>.au_ids`` if set (each must be annotated), else the dataset's standard set."""
+    chosen = list(AUOptions.of(config).au_ids) or list(default)
     if available is not None:
         missing = [a for a in chosen if a not in available]
         if missing:
             raise FacemtlError(
-                f"data.au_ids: AU {', '.join(map(str, missing))} not annotated in {where or 'this dataset'}; "
+                f"data.{config.name}.au_ids: AU {', '.join(map(str, missing))} not annotated in {where or 'this dataset'}; "
                 f"available: {', '.join(map(str, available))}"
             )
     return chosen
@@ -144,11 +181,11 @@ def au_number(name: str) -> int | None:
 
 
 def resolve_template(root: Path, template: str, candidates: Sequence[str], example: dict, key: str) -> str:
-    """The frame-path template to use: ``data.image_template`` or the first candidate whose example exists.
+    """The frame-path template to use: ``data.<name>.image_template`` or the first candidate whose example exists.
 
     Args:
         root: dataset folder the template is relative to.
-        template: the user's ``data.image_template`` ("" = auto-detect).
+        template: the user's ``data.<name>.image_template`` ("" = auto-detect).
         candidates: layouts tried in order.
         example: placeholder values of one annotated frame, to probe candidates with.
         key: the config key to name in the error.

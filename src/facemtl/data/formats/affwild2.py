@@ -14,7 +14,7 @@ class, 0 Neutral, 1 Anger, 2 Disgust, 3 Fear, 4 Happiness, 5 Sadness, 6 Surprise
 AffectNet order by :data:`AFFWILD_TO_AFFECTNET`), 7 Other (ABAW3+; masked: no facemtl
 class) and -1 invalid (masked). VA lines: ``valence,arousal`` in [-1, 1], -5 invalid (masked).
 The sets are merged per frame: a frame in the AU and EXPR sets carries both labels.
-``data.subset`` restricts the sets (e.g. ``EXPR`` or ``AU,VA``). Frames without a cropped
+``data.affwild2.sets`` restricts the sets (e.g. ``EXPR`` or ``AU,VA``). Frames without a cropped
 image (no face detected) are dropped, as in the official tooling.
 
 ``data.name=affwild2_mtl`` — the multi-task challenge files (ABAW3+, s-Aff-Wild2)::
@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from facemtl.config import DataConfig
-from facemtl.data.formats._common import au_ids, au_number, dataset_root, find_dir, read_lines
+from facemtl.config import DataConfig, dataset_options
+from facemtl.data.formats._common import AUOptions, au_ids, au_number, dataset_root, find_dir, read_lines
 from facemtl.data.record_dataset import build_splits, check_options
 from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, note, problem
 from facemtl.errors import FacemtlError
@@ -58,6 +60,20 @@ SPLIT_FOLDERS: dict[str, tuple[str, ...]] = {
     "train": ("Training_Set", "Train_Set"), "val": ("Validation_Set",), "test": ("Test_Set",),
 }
 INVALID = {"AU": -1.0, "EXPR": -1.0, "VA": -5.0}
+
+
+@dataclass
+class AffWild2Options(AUOptions):
+    """``data.affwild2.*``: ``au_ids`` and the sets to read."""
+
+    sets: list[str] = field(default_factory=list)  # AU, EXPR, VA (e.g. "AU,EXPR"); empty = all three
+    moved: ClassVar[dict[str, str]] = {**AUOptions.moved, "subset": "sets"}
+
+    def check(self, data: DataConfig) -> None:
+        super().check(data)
+        unknown = [s for s in self.sets if s.strip().upper() not in SET_FOLDERS]
+        if unknown:
+            raise FacemtlError(f"data.affwild2.sets: {unknown[0]!r} is not a set; choose from: {', '.join(SET_FOLDERS)}")
 
 
 def video_group(video: str) -> str:
@@ -109,7 +125,7 @@ def _read_set(kind: str, file: Path, wanted: list[int] | None) -> tuple[np.ndarr
             AUS_2020 if len(header) == 8 else AUS_2022)
         columns = [header_aus.index(a) if a in header_aus else -1 for a in wanted or header_aus]
         if -1 in columns:
-            problem(f"{file}:1", f"AU header {text[0]!r} lacks AU(s) of data.au_ids")
+            problem(f"{file}:1", f"AU header {text[0]!r} lacks AU(s) of data.affwild2.au_ids")
             return np.zeros((0, len(wanted or [])), np.float32), header_aus
     width = {"AU": len(header), "EXPR": 1, "VA": 2}[kind]
     out = np.full((max(len(text) - 1, 0), len(columns) if kind == "AU" else width), np.nan, np.float32)
@@ -158,14 +174,13 @@ def _video_rows(root: Path, video: str, sets: dict, wanted: list[int], dropped: 
 
 
 @DATASETS.register("affwild2")
+@dataset_options(AffWild2Options)
 def affwild2(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
     """Aff-Wild2 per-video AU / EXPR / VA set files, merged per frame."""
     check_options(config)
     root = dataset_root(config, "Aff-Wild2", "annotations/{AU_Set,EXPR_Set,VA_Set}/ and cropped_aligned/")
     ann = find_dir(root, ["annotations", "Annotations", "Third ABAW Annotations"])
-    kinds = [k.strip().upper() for k in config.subset.split(",") if k.strip()] or list(SET_FOLDERS)
-    if any(k not in SET_FOLDERS for k in kinds):
-        raise FacemtlError(f"data.subset={config.subset!r}: Aff-Wild2 sets are {', '.join(SET_FOLDERS)}")
+    kinds = [k.strip().upper() for k in AffWild2Options.of(config).sets] or list(SET_FOLDERS)
     videos = _set_files(ann, kinds)
     if not videos:
         raise FacemtlError(f"{ann}: no <set>/<split>/<video>.txt annotation files for sets {', '.join(kinds)}")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facemtl.config import DataConfig
-from facemtl.data.formats._common import au_ids, au_number, dataset_root, find_dir, read_lines
+from facemtl.config import DataConfig, dataset_options
+from facemtl.data.formats._common import AUOptions, au_ids, au_number, dataset_root, find_dir, read_lines
 from facemtl.data.formats.affwild2 import AUS_2022, parse_labels, video_group
 from facemtl.data.record_dataset import build_splits, check_options
 from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, problem
@@ -63,6 +63,7 @@ def _read(table: RecordTable, path: Path, split: str, image_dir: str, all_aus: l
 
 
 @DATASETS.register("affwild2_mtl")
+@dataset_options(AUOptions)
 def affwild2_mtl(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
     """Aff-Wild2 multi-task files: VA, expression and 12 AUs per frame."""
     check_options(config)

@@ -3,19 +3,19 @@
 Layout under ``data.root``::
 
     AUCoding/AU_OCC/F001_T1.csv      # or AU_OCC/F001_T1.csv
-    <frame images>                   # see data.image_template below
+    <frame images>                   # see data.bp4d.image_template below
 
 Each ``<subject>_<task>.csv`` has a header row (first column the frame number, then one
 column per AU number: ``1, 2, 4, ...``) and one row per coded frame; values are 1 (present),
 0 (absent) or 9 (not coded), and **9 is masked per AU entry**. By default the 12 AUs of
-the literature are labelled (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24; ``data.au_ids``
+the literature are labelled (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24; ``data.bp4d.au_ids``
 chooses others).
 
 Protocol: 3-fold subject-exclusive cross-validation with the standard subject parts
-(:data:`PARTS`, 41 subjects); ``data.fold`` k tests on part 4-k and trains on the other
+(:data:`PARTS`, 41 subjects); ``data.bp4d.fold`` k tests on part 4-k and trains on the other
 two (JAA-Net / ME-GraphAU convention). Validation is a seeded ``data.val_fraction`` of the
 *training subjects* (whole subjects). Frames: BP4D ships its frames in varying
-pre-processed layouts, so ``data.image_template`` (placeholders ``{subject}``, ``{task}``,
+pre-processed layouts, so ``data.bp4d.image_template`` (placeholders ``{subject}``, ``{task}``,
 ``{frame}``) names them; empty = the first of :data:`TEMPLATES` that exists. Frames are
 used whole: point the template at face crops.
 """
@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facemtl.config import DataConfig
+from facemtl.config import DataConfig, dataset_options
 from facemtl.data.formats._common import (
+    FoldOptions,
     au_ids,
     au_number,
     dataset_root,
@@ -84,9 +85,11 @@ def _read_occ(path: Path, wanted: list[int]) -> tuple[list[int], list[int], np.n
 
 
 @DATASETS.register("bp4d")
+@dataset_options(FoldOptions)
 def bp4d(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
-    """BP4D: AU occurrence, 3-fold subject-exclusive (``data.fold``)."""
+    """BP4D: AU occurrence, 3-fold subject-exclusive (``data.bp4d.fold``)."""
     check_options(config)
+    options = FoldOptions.of(config)
     root = dataset_root(config, "BP4D", "AUCoding/AU_OCC/<subject>_<task>.csv and the frame images")
     occ_dir = find_dir(root, ["AUCoding/AU_OCC", "AU_OCC", "AUCoding"])
     files = sorted(occ_dir.glob("*_*.csv"))
@@ -94,7 +97,7 @@ def bp4d(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
         raise FacemtlError(f"{occ_dir}: no <subject>_<task>.csv AU occurrence files")
     wanted = au_ids(config, STANDARD_AUS)
     table = RecordTable(dataset_label_spaces(config, [au_name(a) for a in wanted]), root)
-    template, folds = config.image_template, {}
+    template, folds = options.image_template, {}
     for path in files:
         subject, task = path.stem.split("_", 1)
         lines, frames, au = _read_occ(path, wanted)
@@ -102,7 +105,7 @@ def bp4d(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
             continue
         if not template:
             template = resolve_template(root, "", TEMPLATES, {"subject": subject, "task": task, "frame": frames[0]},
-                                        "data.image_template")
+                                        "data.bp4d.image_template")
         paths = [template.format(subject=subject, task=task, frame=f) for f in frames]
-        table.extend(path, lines, paths, fold_split(subject, PARTS, config.fold, folds), au=au, groups=[subject] * len(paths))
+        table.extend(path, lines, paths, fold_split(subject, PARTS, options.fold, folds), au=au, groups=[subject] * len(paths))
     return build_splits(table.build(), config, splits)

@@ -3,18 +3,18 @@
 Layout under ``data.root``::
 
     ActionUnit_Labels/SN001/SN001_au1.txt    # "frame,intensity" per line, intensity 0-5
-    <frame images>                           # see data.image_template below
+    <frame images>                           # see data.disfa.image_template below
 
 An AU is **present at intensity >= 2** (the usual occurrence protocol). By default the 8 AUs
-of the literature are labelled (1, 2, 4, 6, 9, 12, 25, 26; ``data.au_ids`` picks any of the
+of the literature are labelled (1, 2, 4, 6, 9, 12, 25, 26; ``data.disfa.au_ids`` picks any of the
 12 annotated: 1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26); an AU whose file is missing for a
 subject, or a frame missing from one AU's file, is masked.
 
 Protocol: the standard 3-fold subject-exclusive split (:data:`PARTS`, 27 subjects);
-``data.fold`` k tests on part 4-k (JAA-Net / ME-GraphAU convention); validation is a
+``data.disfa.fold`` k tests on part 4-k (JAA-Net / ME-GraphAU convention); validation is a
 seeded ``data.val_fraction`` of the training subjects. Frames: DISFA is released as videos
 (left camera ``LeftVideoSN001_comp.avi``); the extracted frames are named by
-``data.image_template`` with ``{subject}``, ``{frame}`` (1-based, as in the label files) and
+``data.disfa.image_template`` with ``{subject}``, ``{frame}`` (1-based, as in the label files) and
 ``{index}`` (0-based); empty = the first of :data:`TEMPLATES` that exists. Used whole.
 """
 
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facemtl.config import DataConfig
-from facemtl.data.formats._common import au_ids, dataset_root, find_dir, fold_split, read_lines, resolve_template
+from facemtl.config import DataConfig, dataset_options
+from facemtl.data.formats._common import FoldOptions, au_ids, dataset_root, find_dir, fold_split, read_lines, resolve_template
 from facemtl.data.record_dataset import build_splits, check_options
 from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, problem
 from facemtl.errors import FacemtlError
@@ -78,9 +78,11 @@ def _subject_rows(folder: Path, wanted: list[int]) -> tuple[Path, list[int], lis
 
 
 @DATASETS.register("disfa")
+@dataset_options(FoldOptions)
 def disfa(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
-    """DISFA: AU occurrence (intensity >= 2), 3-fold subject-exclusive (``data.fold``)."""
+    """DISFA: AU occurrence (intensity >= 2), 3-fold subject-exclusive (``data.disfa.fold``)."""
     check_options(config)
+    options = FoldOptions.of(config)
     root = dataset_root(config, "DISFA", "ActionUnit_Labels/SNxxx/SNxxx_au<N>.txt and the frame images")
     label_dir = find_dir(root, ["ActionUnit_Labels"])
     subjects = sorted(p for p in label_dir.iterdir() if p.is_dir() and p.name.upper().startswith("SN"))
@@ -88,15 +90,15 @@ def disfa(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
         raise FacemtlError(f"{label_dir}: no SNxxx folders of AU label files")
     wanted = au_ids(config, STANDARD_AUS, ANNOTATED_AUS, "DISFA")
     table = RecordTable(dataset_label_spaces(config, [au_name(a) for a in wanted]), root)
-    template, folds = config.image_template, {}
+    template, folds = options.image_template, {}
     for folder in subjects:
         file, lines, frames, au = _subject_rows(folder, wanted)
         if not frames:
             continue
         if not template:
             example = {"subject": folder.name, "frame": frames[0], "index": frames[0] - 1}
-            template = resolve_template(root, "", TEMPLATES, example, "data.image_template")
+            template = resolve_template(root, "", TEMPLATES, example, "data.disfa.image_template")
         paths = [template.format(subject=folder.name, frame=f, index=f - 1) for f in frames]
-        split = fold_split(folder.name, PARTS, config.fold, folds)
+        split = fold_split(folder.name, PARTS, options.fold, folds)
         table.extend(file, lines, paths, split, au=au, groups=[folder.name] * len(paths))
     return build_splits(table.build(), config, splits)

@@ -9,7 +9,7 @@ Layout under ``data.root``::
 
 Rows with an empty ``Image name`` are not FERPlus faces and are skipped. Vote processing
 follows the official FERPlus code: votes of 1 are outliers and removed first; then the
-face's label depends on ``data.ferplus_mode``:
+face's label depends on ``data.ferplus.mode``:
 
 - ``majority`` (default, the official "majority" mode): the top emotion must hold more
   than half of the remaining votes, otherwise the face is dropped;
@@ -26,11 +26,13 @@ train, PublicTest -> val, PrivateTest -> test.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from facemtl.config import DataConfig
+from facemtl.config import DataConfig, DatasetOptions, dataset_options
 from facemtl.data.formats._common import csv_rows, dataset_root, find_file, to_int
 from facemtl.data.formats.fer2013 import USAGE, fer_pixels
 from facemtl.data.record_dataset import build_splits, check_options
@@ -44,6 +46,19 @@ VOTES: tuple[str, ...] = (
 #: FERPlus emotion column 0..7 -> AffectNet-order class.
 FERPLUS_TO_AFFECTNET: tuple[int, ...] = (0, 1, 3, 2, 6, 5, 4, 7)
 IMAGE_FOLDERS: dict[str, str] = {"train": "FER2013Train", "val": "FER2013Valid", "test": "FER2013Test"}
+MODES: tuple[str, ...] = ("majority", "plurality", "soft")
+
+
+@dataclass
+class FerPlusOptions(DatasetOptions):
+    """``data.ferplus.*``."""
+
+    mode: str = "majority"  # votes -> label: majority | plurality | soft (see the module docstring)
+    moved: ClassVar[dict[str, str]] = {"ferplus_mode": "mode"}
+
+    def check(self, data: DataConfig) -> None:
+        if self.mode not in MODES:
+            raise FacemtlError(f"data.ferplus.mode={self.mode!r} is not valid; choose from: {', '.join(MODES)}")
 
 
 def ferplus_label(votes: np.ndarray, mode: str, num_classes: int) -> tuple[int, np.ndarray | None, str]:
@@ -82,9 +97,11 @@ def _fer_pixel_rows(path: Path) -> dict[int, str]:
 
 
 @DATASETS.register("ferplus")
+@dataset_options(FerPlusOptions)
 def ferplus(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
     """FERPlus: expression only (8 classes with contempt), majority / plurality / soft labels."""
     check_options(config)
+    mode = FerPlusOptions.of(config).mode
     root = dataset_root(config, "FERPlus", "fer2013new.csv plus fer2013.csv or the FER2013Train/Valid/Test image folders")
     votes_csv = find_file(root, ["fer2013new.csv", "FERPlus/fer2013new.csv"], "FERPlus fer2013new.csv")
     pixel_rows = _fer_pixel_rows(root / "fer2013.csv") if (root / "fer2013.csv").is_file() else None
@@ -104,16 +121,16 @@ def ferplus(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
         except (KeyError, ValueError, TypeError) as err:
             problem(f"{votes_csv}:{number}", f"malformed FERPlus row ({err})")
             continue
-        label, soft, reason = ferplus_label(votes, config.ferplus_mode, config.num_expr_classes)
+        label, soft, reason = ferplus_label(votes, mode, config.num_expr_classes)
         if label < 0:
             dropped[reason] += 1
             continue
         for key, value in zip(rows, (number, f"{IMAGE_FOLDERS[usage]}/{name}", usage, label, soft, pixels)):
             rows[key].append(value)
-    extra = {"info_expr_soft": rows["soft"]} if config.ferplus_mode == "soft" else {}
+    extra = {"info_expr_soft": rows["soft"]} if mode == "soft" else {}
     if pixel_rows is not None:
         extra["pixels"] = np.stack(rows["pixels"]) if rows["pixels"] else np.zeros((0, 48, 48), np.uint8)
     table.extend(votes_csv, rows["lines"], rows["paths"], rows["split"], expr=rows["expr"], **extra)
     for reason, count in sorted(dropped.items()):
-        note(f"ferplus ({config.ferplus_mode}): dropped {count} faces ({reason})")
+        note(f"ferplus ({mode}): dropped {count} faces ({reason})")
     return build_splits(table.build(), config, splits)

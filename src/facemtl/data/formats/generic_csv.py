@@ -25,9 +25,9 @@ from collections import Counter
 
 import numpy as np
 
-from facemtl.config import DataConfig
-from facemtl.data.formats._common import au_ids, au_number, csv_rows, dataset_root, to_float, to_int
-from facemtl.data.record_dataset import build_splits
+from facemtl.config import DataConfig, dataset_options
+from facemtl.data.formats._common import AUOptions, au_ids, au_number, csv_rows, dataset_root, to_float, to_int
+from facemtl.data.record_dataset import build_splits, check_options
 from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, problem
 from facemtl.errors import FacemtlError
 from facemtl.labels import DEFAULT_ATTRIBUTES, au_name
@@ -93,8 +93,10 @@ def _num_points(rows: list[dict[str, str]]) -> int:
 
 
 @DATASETS.register("csv")
+@dataset_options(AUOptions)
 def generic_csv(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
     """Any subset of the five tasks from one CSV file (see the module docstring)."""
+    check_options(config)
     root = dataset_root(config, "CSV dataset", "a CSV file (or a folder with labels.csv) and the images")
     path = root if root.is_file() else root / "labels.csv"
     if not path.is_file():

@@ -28,7 +28,7 @@ Faces: MTFL has no face boxes, so by default the crop is the square around the f
 landmarks' bounding box plus ``data.crop_margin`` of its longer side on each side (default
 :data:`DEFAULT_MARGIN`). Because that crop comes from the ground-truth points, the faces are
 framed more consistently than a detector would frame them, and the framing itself tells
-where the points are. ``data.boxes`` names a CSV of detected boxes instead (``facemtl
+where the points are. ``data.mtfl.boxes`` names a CSV of detected boxes instead (``facemtl
 predict`` output, or ``path,x,y,w,h``), as TCDCN cropped its faces: each face takes the
 detection containing its landmarks' centre (the nearest if several), crops it with
 :data:`BOX_MARGIN`, and a face with no such detection keeps the landmark framing (counted
@@ -43,13 +43,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from facemtl.config import DataConfig
+from facemtl.config import DataConfig, DatasetOptions, dataset_options
 from facemtl.data.formats._common import dataset_root, read_face_boxes, read_lines, to_int
 from facemtl.data.images import face_rects
-from facemtl.data.record_dataset import build_splits
+from facemtl.data.record_dataset import build_splits, check_options
 from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, note, problem
 from facemtl.errors import FacemtlError
 from facemtl.labels import DEFAULT_ATTRIBUTES
@@ -57,7 +58,7 @@ from facemtl.registry import DATASETS
 
 #: Crop margin (fraction of the landmark box's longer side, each side): frames the whole face.
 DEFAULT_MARGIN = 0.4
-#: Crop margin around a detector box (``data.boxes``): none, YuNet's box is already ~1.4x the
+#: Crop margin around a detector box (``data.mtfl.boxes``): none, YuNet's box is already ~1.4x the
 #: side of the default landmark crop (median over MTFL's 13k faces).
 BOX_MARGIN = 0.0
 FILES: dict[str, str] = {"train": "training.txt", "test": "testing.txt"}
@@ -161,7 +162,7 @@ def detector_boxes(faces: list[MTFLFace], root: Path, found: dict[str, list], ma
 
     A face takes the detection that contains its landmarks' centre, the nearest centre if
     several do. A face without one gets the box that, cropped with ``margin``, gives the
-    landmark crop of :data:`DEFAULT_MARGIN`, so it is framed as without ``data.boxes``.
+    landmark crop of :data:`DEFAULT_MARGIN`, so it is framed as without ``data.mtfl.boxes``.
     """
     points = np.stack([f.points for f in faces]).astype(np.float64) if faces else np.zeros((0, 5, 2))
     fallback = face_rects(None, points, DEFAULT_MARGIN, len(faces)).astype(np.float64)  # (x0, y0, side)
@@ -181,16 +182,27 @@ def detector_boxes(faces: list[MTFLFace], root: Path, found: dict[str, list], ma
     return boxes.astype(np.float32), missing
 
 
+@dataclass
+class MTFLOptions(DatasetOptions):
+    """``data.mtfl.*``."""
+
+    boxes: str = ""  # face-box CSV (`facemtl predict` output or path,x,y,w,h): crop from detector boxes
+    moved: ClassVar[dict[str, str]] = {"boxes": "boxes"}
+
+
 @DATASETS.register("mtfl")
+@dataset_options(MTFLOptions)
 def mtfl(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
     """MTFL: 5 landmarks and gender / smile / glasses / pose for every face."""
+    check_options(config)
+    boxes_csv = MTFLOptions.of(config).boxes
     root = dataset_root(config, "MTFL", "training.txt, testing.txt, lfw_5590/, net_7876/, AFLW/")
     if config.num_landmarks != 5:
         raise FacemtlError(
             f"data.num_landmarks={config.num_landmarks}: MTFL labels 5 landmarks; set data.num_landmarks=5")
-    default_margin = BOX_MARGIN if config.boxes else DEFAULT_MARGIN
+    default_margin = BOX_MARGIN if boxes_csv else DEFAULT_MARGIN
     margin = default_margin if config.crop_margin < 0 else config.crop_margin
-    found = read_face_boxes(config.boxes, root) if config.boxes else None
+    found = read_face_boxes(boxes_csv, root) if boxes_csv else None
     table = RecordTable(dataset_label_spaces(config), root, num_points=5, margin=default_margin)
     names = list(DEFAULT_ATTRIBUTES)
     for split, name in FILES.items():

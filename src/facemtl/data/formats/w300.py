@@ -7,7 +7,7 @@ holds 68 "x y" lines in image pixels, with or without the ``version: 1`` /
 ``n_points: 68`` / ``{`` ... ``}`` wrapper; coordinates are used as given.
 
 Standard splits: train = AFW + HELEN trainset + LFPW trainset (3,148 faces); test = the
-``data.subset``: ``common`` (LFPW + HELEN testsets, 554), ``challenging`` (iBUG, 135), or
+``data.300w.subset``: ``common`` (LFPW + HELEN testsets, 554), ``challenging`` (iBUG, 135), or
 empty = full (689); ``private`` = the 600-face competition set (01_Indoor, 02_Outdoor).
 Test faces outside the chosen subset are not used. Validation: a seeded
 ``data.val_fraction`` of train. Faces are cropped around the landmarks' bounding box
@@ -16,13 +16,15 @@ Test faces outside the chosen subset are not used. Validation: a seeded
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from facemtl.config import DataConfig
+from facemtl.config import DataConfig, DatasetOptions, dataset_options
 from facemtl.data.formats._common import dataset_root, read_lines
-from facemtl.data.record_dataset import build_splits
+from facemtl.data.record_dataset import build_splits, check_options
 from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, problem
 from facemtl.errors import FacemtlError
 from facemtl.registry import DATASETS
@@ -32,6 +34,18 @@ SUBSETS: dict[str, tuple[str, ...]] = {
     "": ("common", "challenging"), "full": ("common", "challenging"), "common": ("common",),
     "challenging": ("challenging",), "private": ("private",),
 }
+
+
+@dataclass
+class W300Options(DatasetOptions):
+    """``data.300w.*``."""
+
+    subset: str = ""  # the test faces: common | challenging | full (= empty) | private
+    moved: ClassVar[dict[str, str]] = {"subset": "subset"}
+
+    def check(self, data: DataConfig) -> None:
+        if self.subset not in SUBSETS:
+            raise FacemtlError(f"data.300w.subset={self.subset!r}; choose from: common, challenging, full, private")
 
 
 def read_pts(path: Path) -> np.ndarray:
@@ -67,18 +81,19 @@ def subset_of(path: Path) -> str:
 
 
 @DATASETS.register("300w")
+@dataset_options(W300Options)
 def w300(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
     """300-W: 68 landmarks (``data.num_landmarks=68``, or 5 derived from them)."""
+    check_options(config)
+    options = W300Options.of(config)
     root = dataset_root(config, "300-W", "afw/, helen/, lfpw/, ibug/ with <image> + <image>.pts pairs")
-    if config.subset not in SUBSETS:
-        raise FacemtlError(f"data.subset={config.subset!r} for 300-W; choose from: common, challenging, full, private")
     files = sorted(root.rglob("*.pts"))
     if not files:
         raise FacemtlError(f"{root}: no .pts landmark files found")
     table = RecordTable(dataset_label_spaces(config), root, num_points=68, margin=0.2)
     for path in files:
         subset = subset_of(path.relative_to(root))
-        if subset != "train" and subset not in SUBSETS[config.subset]:
+        if subset != "train" and subset not in SUBSETS[options.subset]:
             continue
         try:
             points = read_pts(path)
