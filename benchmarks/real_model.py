@@ -48,7 +48,7 @@ def source_config(checkpoint: Any, name: str, root: Path) -> DataConfig:
     data = config_from_dict(checkpoint.config).data
     if data.name == "mix":
         data = next((source for source in source_configs(data)[0] if source.name == name), data)
-    return dataclasses.replace(data, name=name, root=str(root), sources=[])
+    return dataclasses.replace(data, name=name, root=str(root), options=data.options if data.name == name else None)
 
 
 def flip_predictor(path: str | Path):
