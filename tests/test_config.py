@@ -97,12 +97,14 @@ def test_recipes_in_configs_folder_load():
 
 def test_recipe_base_is_merged_section_by_section(tmp_path):
     (tmp_path / "parent.yaml").write_text(
-        "data: {name: synthetic, image_size: 48, sources: [{name: fer2013, root: a}, {name: mtfl, root: b}]}\n"
+        "data: {name: mix, image_size: 48, mix: {class_balance: 0.5, sources: [{name: fer2013, root: a}, {name: mtfl, root: b}]}}\n"
         "train: {epochs: 30, lr: 0.002}\n")
-    (tmp_path / "child.yaml").write_text("base: parent.yaml\ndata: {sources: [{name: fer2013, root: c}]}\ntrain: {epochs: 20}\n")
+    (tmp_path / "child.yaml").write_text(
+        "base: parent.yaml\ndata: {mix: {sources: [{name: fer2013, root: c}]}}\ntrain: {epochs: 20}\n")
     config = load_config(tmp_path / "child.yaml", ["train.lr=0.01"])
-    assert config.data.image_size == 48 and config.data.name == "synthetic"  # kept from the base
-    assert [s["root"] for s in config.data.sources] == ["c"]  # a list is replaced whole
+    assert config.data.image_size == 48 and config.data.name == "mix"  # kept from the base
+    assert [s["root"] for s in config.data.options.sources] == ["c"]  # a list is replaced whole
+    assert config.data.options.class_balance == 0.5  # the format's options merge key by key
     assert config.train.epochs == 20 and config.train.lr == 0.01  # the child, then overrides
 
 

@@ -147,7 +147,7 @@ def test_cli_teacher_students_ensemble_eval(tmp_path, capsys):
     sources = [f"{{name: synthetic, seed: {i + 1}, label_fraction: {_only(t)}}}" for i, t in enumerate(("au", "expr", "va"))]
     tiny = ["data.num_train=48", "data.num_val=24", "data.num_test=24", "data.image_size=32", "model.backbone=test_tiny",
             "train.epochs=1", "train.batch_size=8", "train.progress=false", "train.eval_batch_size=64",
-            f"data.sources=[{', '.join(sources)}]"]
+            f"data.mix.sources=[{', '.join(sources)}]"]
     args = [item for o in tiny for item in ("--set", o)]
     teacher = tmp_path / "teacher"
     assert main(["train", "configs/distill_synthetic_teacher.yaml", "--out", str(teacher), *args]) == 0

@@ -31,7 +31,7 @@ def _bp4d(tmp_path):
 @pytest.mark.parametrize("fold, test_subjects", [(1, {"F007", "F015"}), (2, {"M011", "F003"}), (3, {"F001", "M007", "F002"})])
 def test_bp4d_folds_are_subject_exclusive(tmp_path, fold, test_subjects):
     _bp4d(tmp_path)
-    splits = _load("bp4d", tmp_path, f"data.fold={fold}", "data.val_fraction=0.3")
+    splits = _load("bp4d", tmp_path, f"data.bp4d.fold={fold}", "data.val_fraction=0.3")
     subjects = {s: _subjects(splits[s]) for s in SPLITS}
     assert subjects["test"] - {"X001"} == test_subjects
     assert not subjects["train"] & subjects["val"] and not subjects["train"] & subjects["test"]
@@ -46,7 +46,7 @@ def test_bp4d_nine_is_masked_per_au_and_au_selection(tmp_path):
     assert train.labels["au"][0].tolist() == [1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0]
     assert train.mask["au"][0].tolist() == [True, True, False] + [True] * 8 + [False]
     assert not train.mask["expr"].any()
-    picked = _load("bp4d", tmp_path, "data.au_ids=[12, 1]")["train"]
+    picked = _load("bp4d", tmp_path, "data.bp4d.au_ids=[12, 1]")["train"]
     assert picked.label_spaces.au_names == ("AU12", "AU1") and picked.labels["au"][0].tolist() == [1, 1]
     batch = train.__getitems__([0, 1])
     assert batch["image"].shape == (2, 3, 32, 32)
@@ -60,7 +60,7 @@ def test_bp4d_malformed_value_and_missing_frames(tmp_path):
     with pytest.raises(FacemtlError, match=r"F001_T1\.csv:3: malformed AU_OCC row \(AU values must be 0, 1 or 9"):
         _load("bp4d", tmp_path)
     write_lines(csv, lines)
-    with pytest.raises(FacemtlError, match=r"no frame image found .*set data\.image_template"):
+    with pytest.raises(FacemtlError, match=r"no frame image found .*set data\.bp4d\.image_template"):
         _load("bp4d", tmp_path, "data.root=" + str(tmp_path / "AUCoding"))
 
 
@@ -68,7 +68,7 @@ def test_disfa_presence_threshold_folds_and_missing_au_file(tmp_path):
     subjects = {s: {1: [0, 1, 2, 5], 2: [3, 0, 0, 0]} for s in ("SN001", "SN013", "SN003")}
     subjects["SN001"][4] = [2, 2, 2, 2]  # AU4 only coded for SN001
     write_disfa(tmp_path, subjects)
-    splits = _load("disfa", tmp_path, "data.au_ids=[1, 2, 4]", "data.fold=1", "data.val_fraction=0.0")
+    splits = _load("disfa", tmp_path, "data.disfa.au_ids=[1, 2, 4]", "data.disfa.fold=1", "data.val_fraction=0.0")
     test = splits["test"]
     assert {p.decode().split("/")[1] for p in test.records.paths.tolist()} == {"SN003"}  # fold 1 tests part 3
     assert test.labels["au"][:, 0].tolist() == [0, 0, 1, 1]  # intensity >= 2 is present
@@ -76,8 +76,8 @@ def test_disfa_presence_threshold_folds_and_missing_au_file(tmp_path):
     assert not test.mask["au"][:, 2].any()  # AU4 file missing for SN003: masked
     sn001 = [i for i, p in enumerate(splits["train"].records.paths.tolist()) if b"SN001" in p]
     assert splits["train"].mask["au"][sn001, 2].all()
-    with pytest.raises(FacemtlError, match=r"AU 3 not annotated in DISFA"):
-        _load("disfa", tmp_path, "data.au_ids=[3]")
+    with pytest.raises(FacemtlError, match=r"data.disfa.au_ids: AU 3 not annotated in DISFA"):
+        _load("disfa", tmp_path, "data.disfa.au_ids=[3]")
 
 
 def _affwild2(tmp_path):
@@ -114,9 +114,9 @@ def test_affwild2_sets_merge_per_frame_with_invalid_masked(tmp_path):
     assert videos in ({"video1"}, {"video2_left", "video2_right"})  # one person's left/right videos stay together
 
 
-def test_affwild2_subset_and_bad_line(tmp_path):
+def test_affwild2_sets_and_bad_line(tmp_path):
     _affwild2(tmp_path)
-    only_va = _load("affwild2", tmp_path, "data.subset=VA", "data.val_fraction=0.0")
+    only_va = _load("affwild2", tmp_path, "data.affwild2.sets=VA", "data.val_fraction=0.0")
     assert len(only_va["train"]) == 2 and only_va["train"].label_spaces.au_names == ()
     write_affwild2_set(tmp_path, "VA", "Training_Set", "video2_right", "valence,arousal", ["0.1"])
     with pytest.raises(FacemtlError, match=r"video2_right\.txt:2: expected 2 comma-separated values, got 1"):

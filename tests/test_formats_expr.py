@@ -153,7 +153,7 @@ def test_ferplus_loader_modes_and_soft_labels(tmp_path):
             ("PublicTest", "fer0000003.png", [0, 0, 0, 0, 0, 0, 0, 10, 0, 0]),
             ("PrivateTest", "fer0000004.png", [0, 5, 0, 0, 0, 0, 0, 0, 0, 5])]
     write_ferplus(tmp_path, rows)
-    splits = _load("ferplus", tmp_path, "data.num_expr_classes=8", "data.ferplus_mode=soft")
+    splits = _load("ferplus", tmp_path, "data.num_expr_classes=8", "data.ferplus.mode=soft")
     assert [len(splits[s]) for s in ("train", "val", "test")] == [1, 1, 1]
     train = splits["train"]
     assert int(train.labels["expr"][0]) == 0

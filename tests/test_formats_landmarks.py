@@ -43,7 +43,7 @@ def _w300(tmp_path):
 @pytest.mark.parametrize("subset, test_count", [("", 3), ("common", 2), ("challenging", 1)])
 def test_300w_standard_splits(tmp_path, subset, test_count):
     _w300(tmp_path)
-    splits = _load("300w", tmp_path, f"data.subset={subset}", "data.num_landmarks=68", "data.val_fraction=0.0")
+    splits = _load("300w", tmp_path, f"data.300w.subset={subset}", "data.num_landmarks=68", "data.val_fraction=0.0")
     assert len(splits["train"]) == 3 and len(splits["test"]) == test_count
     lmk = splits["train"].labels["lmk"]
     assert lmk.shape == (3, 68, 2) and float(lmk.min()) > 0.1 and float(lmk.max()) < 0.9  # landmark box + 20% margin

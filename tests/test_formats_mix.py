@@ -24,16 +24,17 @@ def _fakes(tmp_path, n_raf=20):
     return tmp_path / "raf", tmp_path / "bp4d"
 
 
-def _mix(raf, bp4d, *overrides, raf_extra="", bp4d_extra=""):
-    sources = f"[{{name: rafdb, root: '{raf}'{raf_extra}}}, {{name: bp4d, root: '{bp4d}', au_ids: [1, 12]{bp4d_extra}}}]"
-    config = load_config(None, ["data.name=mix", f"data.sources={sources}", "data.image_size=32", "data.load=lazy",
+def _mix(raf, bp4d, *overrides, raf_extra="", bp4d_extra="", bp4d_options=""):
+    sources = (f"[{{name: rafdb, root: '{raf}'{raf_extra}}}, "
+               f"{{name: bp4d, root: '{bp4d}', bp4d: {{au_ids: [1, 12]{bp4d_options}}}{bp4d_extra}}}]")
+    config = load_config(None, ["data.name=mix", f"data.mix.sources={sources}", "data.image_size=32", "data.load=lazy",
                                 *overrides])
     return build_datasets(config.data, SPLITS)
 
 
 def test_mix_unions_label_spaces_and_keeps_each_source_masks(tmp_path):
     raf, bp4d = _fakes(tmp_path)
-    splits = _mix(raf, bp4d, "data.val_fraction=0.0", bp4d_extra=", fold: 1")
+    splits = _mix(raf, bp4d, "data.val_fraction=0.0", bp4d_options=", fold: 1")
     train = splits["train"]
     assert train.label_spaces.au_names == ("AU1", "AU12")
     assert train.composition() == {"rafdb": 20, "bp4d": 9} and len(train) == 29
@@ -60,22 +61,32 @@ def test_mix_weights_and_class_balance_set_the_epoch_composition(tmp_path, capsy
     # RAF-DB faces are 2:1 happiness:surprise here; class_balance=1 draws both about equally.
     raf_only = _fakes(tmp_path / "b", n_raf=300)[0]
     balanced = build_datasets(load_config(None, [
-        "data.name=mix", f"data.sources=[{{name: rafdb, root: '{raf_only}'}}]", "data.class_balance=1.0",
+        "data.name=mix", f"data.mix.sources=[{{name: rafdb, root: '{raf_only}'}}]", "data.mix.class_balance=1.0",
         "data.val_fraction=0.0", "data.load=lazy"]).data, ("train",))["train"]
     counts = np.bincount(balanced.labels["expr"][torch.from_numpy(balanced.order)].numpy(), minlength=4)
     assert abs(int(counts[1]) - int(counts[3])) < 60 and counts.sum() == 300
+    # a source's own class_balance wins over the mix's
+    own = build_datasets(load_config(None, [
+        "data.name=mix", f"data.mix.sources=[{{name: rafdb, root: '{raf_only}', class_balance: 1.0}}]",
+        "data.val_fraction=0.0", "data.load=lazy"]).data, ("train",))["train"]
+    assert np.array_equal(own.order, balanced.order)
 
 
 def test_mix_config_errors(tmp_path):
     raf, bp4d = _fakes(tmp_path)
     with pytest.raises(FacemtlError, match=r"set weight on every source or on none"):
         _mix(raf, bp4d, raf_extra=", weight: 1")
-    with pytest.raises(FacemtlError, match=r"data.sources\[1\].image_size: shared by all sources"):
+    with pytest.raises(FacemtlError, match=r"data.mix.sources\[1\].image_size: shared by all sources"):
         _mix(raf, bp4d, bp4d_extra=", image_size: 64")
-    with pytest.raises(FacemtlError, match=r"data.fold=4; expected 1, 2 or 3"):
-        _mix(raf, bp4d, bp4d_extra=", fold: 4")
-    with pytest.raises(FacemtlError, match=r"needs data.sources"):
-        build_datasets(load_config(None, ["data.name=mix"]).data)
+    # each source is checked against its own format's options, when the config is read
+    with pytest.raises(FacemtlError, match=r"^data.mix.sources\[0\] \(bp4d\): data.bp4d.fold=4; expected 1, 2 or 3$"):
+        load_config(None, ["data.name=mix", f"data.mix.sources=[{{name: bp4d, root: '{bp4d}', bp4d: {{fold: 4}}}}]"])
+    with pytest.raises(FacemtlError, match=r"data.mix.sources\[1\] \(bp4d\): data.fold moved: use data.bp4d.fold$"):
+        _mix(raf, bp4d, bp4d_extra=", fold: 1")
+    with pytest.raises(FacemtlError, match=r"data.mix.class_balance=-1.0; expected >= 0"):
+        _mix(raf, bp4d, "data.mix.class_balance=-1")
+    with pytest.raises(FacemtlError, match=r"needs data.mix.sources"):
+        load_config(None, ["data.name=mix"])
 
 
 def test_data_check_lists_every_problem_and_the_distributions(tmp_path, capsys):
@@ -114,9 +125,9 @@ def test_training_on_a_mix_logs_each_epochs_composition(tmp_path):
     from facemtl.engine import Trainer
 
     raf, bp4d = _fakes(tmp_path, n_raf=30)
-    sources = f"[{{name: rafdb, root: '{raf}', weight: 3}}, {{name: bp4d, root: '{bp4d}', au_ids: [1, 12], weight: 1}}]"
+    sources = f"[{{name: rafdb, root: '{raf}', weight: 3}}, {{name: bp4d, root: '{bp4d}', bp4d: {{au_ids: [1, 12]}}, weight: 1}}]"
     config = load_config(None, [
-        "data.name=mix", f"data.sources={sources}", "data.image_size=32", "data.load=lazy", "data.val_fraction=0.2",
+        "data.name=mix", f"data.mix.sources={sources}", "data.image_size=32", "data.load=lazy", "data.val_fraction=0.2",
         "model.backbone=test_tiny", "model.tasks=expr,au", "train.epochs=2", "train.batch_size=8", "train.progress=false",
     ])
     Trainer(config, tmp_path / "run").fit()

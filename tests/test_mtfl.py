@@ -135,10 +135,10 @@ def test_detector_boxes_frame_the_faces_and_landmarks_still_map_back(tmp_path):
     (tmp_path / "boxes.csv").write_text("\n".join(rows) + "\n")
     plain = load(tmp_path)["test"]
     with pytest.warns(UserWarning, match=r"testing\.txt: 2 of 3 faces have no detected box"):
-        boxed = load(tmp_path, f"data.boxes={tmp_path / 'boxes.csv'}")["test"]
+        boxed = load(tmp_path, f"data.mtfl.boxes={tmp_path / 'boxes.csv'}")["test"]
     crops = boxed.info["crop"].numpy()
     assert crops[0].tolist() == [32 - 22, 34 - 22, 44]  # the box's longer side, BOX_MARGIN = 0 around it
-    assert np.array_equal(crops[1:], plain.info["crop"].numpy()[1:])  # no box: framed as without data.boxes
+    assert np.array_equal(crops[1:], plain.info["crop"].numpy()[1:])  # no box: framed as without data.mtfl.boxes
     batch = boxed.__getitems__([0, 1, 2])
     back = crop_to_image(batch["labels"]["lmk"].numpy(), batch["info"]["crop"].numpy())
     assert np.allclose(back, parse_line(mtfl_line("AFLW\\x.jpg", 1.0)).points[None], atol=1e-4)
@@ -152,9 +152,9 @@ def test_bad_box_file_names_file_and_line(tmp_path, text, message):
     write_mtfl(tmp_path)
     (tmp_path / "boxes.csv").write_text(text)
     with pytest.raises(FacemtlError, match=message):
-        load(tmp_path, f"data.boxes={tmp_path / 'boxes.csv'}")
-    with pytest.raises(FacemtlError, match="data.boxes=.*no such file"):
-        load(tmp_path, f"data.boxes={tmp_path / 'nope.csv'}")
+        load(tmp_path, f"data.mtfl.boxes={tmp_path / 'boxes.csv'}")
+    with pytest.raises(FacemtlError, match="data.mtfl.boxes=.*no such file"):
+        load(tmp_path, f"data.mtfl.boxes={tmp_path / 'nope.csv'}")
 
 
 def test_grey_batches_and_num_landmarks_check(tmp_path):
@@ -185,7 +185,7 @@ def test_cli_prints_the_missing_box_warning_as_one_line(tmp_path, capsys):
     write_mtfl(tmp_path)
     (tmp_path / "boxes.csv").write_text("path,x,y,w,h\nAFLW/0000-image0.jpg,14,12,36,44\n")
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(f"data:\n  name: mtfl\n  root: {tmp_path}\n  image_size: 32\n  boxes: {tmp_path / 'boxes.csv'}\n")
+    recipe.write_text(f"data:\n  name: mtfl\n  root: {tmp_path}\n  image_size: 32\n  mtfl: {{boxes: {tmp_path / 'boxes.csv'}}}\n")
     assert main(["data", "check", str(recipe), "--no-images"]) == 0
     err = capsys.readouterr().err
     assert "facemtl: warning: " in err and "testing.txt: 2 of 3 faces have no detected box" in err

@@ -25,7 +25,7 @@ def split_config(sizes=(40, 64, 96), extra=()):
     sources = [f"{{name: synthetic, seed: {i + 1}, num_train: {n}, label_fraction: {_only(t)}}}"
                for i, (n, t) in enumerate(zip(sizes, ("au", "expr", "va")))]
     return load_config(None, [
-        "data.name=mix", f"data.sources=[{', '.join(sources)}]", "data.image_size=32", "data.num_val=8",
+        "data.name=mix", f"data.mix.sources=[{', '.join(sources)}]", "data.image_size=32", "data.num_val=8",
         "data.num_test=8", "data.imbalance=8", "model.tasks=au,expr,va", "model.backbone=test_tiny", *extra,
     ])
 
