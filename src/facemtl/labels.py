@@ -86,19 +86,6 @@ class LabelSpaces:
     num_landmarks: int = 5
     attributes: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_ATTRIBUTES))
 
-    def output_size(self, task: str) -> int:
-        """Number of head outputs for ``task`` (attributes: summed over attributes)."""
-        sizes = {
-            "expr": len(self.expr_classes),
-            "au": len(self.au_names),
-            "va": 2,
-            "lmk": 2 * self.num_landmarks,
-            "attr": sum(len(c) for c in self.attributes.values()),
-        }
-        if task not in sizes:
-            raise FacemtlError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
-        return sizes[task]
-
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 

@@ -37,13 +37,11 @@ import torch
 
 from facemtl.config import MethodConfig
 from facemtl.errors import FacemtlError
-from facemtl.losses.distill import au_distill, kl_distill, regression_distill
-from facemtl.methods.base import Batch, Method, Outputs, TrainContext
+from facemtl.methods.base import Batch, Method, TrainContext
 from facemtl.models import MultiTaskNet
-from facemtl.tasks.network import load_network
 from facemtl.registry import METHODS
-
-DISTILLED_TASKS = ("au", "expr", "va")
+from facemtl.tasks import spec
+from facemtl.tasks.network import load_network
 
 
 @dataclass
@@ -99,14 +97,14 @@ class DistillMethod(Method):
         expression alone) may teach a student that also learns landmarks from another.
         """
         where = f"method.teacher={self.config.teacher}"
-        missing = [t for t in self.net.tasks if t in DISTILLED_TASKS and t not in teacher.tasks]
+        distilled = [name for name in self.net.tasks if spec(name).distillable]
+        missing = [name for name in distilled if name not in teacher.tasks]
         if missing:
             raise FacemtlError(f"{where}: the teacher has no head for {missing}")
-        ours, theirs = self.net.label_spaces, teacher.label_spaces
-        for task, field_name in (("expr", "expr_classes"), ("au", "au_names")):
-            if task in self.net.tasks and getattr(ours, field_name) != getattr(theirs, field_name):
-                raise FacemtlError(f"{where}: its {field_name} {list(getattr(theirs, field_name))} "
-                                   f"differ from the student's {list(getattr(ours, field_name))}")
+        for name in distilled:
+            ours, theirs = (spec(name).label_names(net.label_spaces) for net in (self.net, teacher))
+            if ours != theirs:
+                raise FacemtlError(f"{where}: its {name} labels {list(theirs)} differ from the student's {list(ours)}")
 
     def training_step(self, batch: Batch) -> dict[str, Any]:
         outputs = self.net(batch["image"])
@@ -115,27 +113,18 @@ class DistillMethod(Method):
         ground_truth = self.task_losses(outputs, batch)
         losses: dict[str, torch.Tensor] = {}
         logs: dict[str, float] = {}
-        for task, gt_loss in ground_truth.items():
-            if task not in DISTILLED_TASKS:
-                losses[task] = gt_loss
+        for name, gt_loss in ground_truth.items():
+            task = spec(name)
+            if not task.distillable:
+                losses[name] = gt_loss
                 continue
-            per_sample = self.distill_terms(task, outputs, teacher)
-            labelled = batch["mask"][task].reshape(len(per_sample), -1).any(dim=1)
-            losses[task] = self.mix(per_sample, gt_loss, labelled)
-            logs[f"distill_{task}"] = float(per_sample.mean().detach())
+            per_sample = task.soft_target_loss(outputs, teacher, self.config.temperature, self.config.t_squared)
+            labelled = batch["mask"][name].reshape(len(per_sample), -1).any(dim=1)
+            losses[name] = self.mix(per_sample, gt_loss, labelled)
+            logs[f"distill_{name}"] = float(per_sample.mean().detach())
         result = self.combine(losses)
         result["logs"].update(logs)
         return result
-
-    def distill_terms(self, task: str, student: Outputs, teacher: Outputs) -> torch.Tensor:
-        """Per-sample distillation term ``[B]`` of one task."""
-        if task == "au":
-            return au_distill(student["au"], teacher["au"])
-        if task == "expr":
-            return kl_distill(student["expr"], teacher["expr"], self.config.temperature, self.config.t_squared)
-        if "va_logits" in student and "va_logits" in teacher and student["va_logits"].shape == teacher["va_logits"].shape:
-            return kl_distill(student["va_logits"], teacher["va_logits"], self.config.temperature, self.config.t_squared)
-        return regression_distill(student["va"], teacher["va"])
 
     def mix(self, distill: torch.Tensor, gt_loss: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
         """``share_labelled * (lam * D_lab + (1 - lam) * L) + share_unlabelled * D_unlab``.

@@ -30,19 +30,12 @@ import numpy as np
 import torch
 
 from facemtl.errors import FacemtlError
-from facemtl.labels import TASKS
+from facemtl.registry import TASK_SPECS, ordered_tasks
 from facemtl.report import plots
+from facemtl.tasks import spec
 
 REPORT_DIR = "report"
 DEFAULT_MAX_FACES = 2000
-TASK_TITLES = {"expr": "Expression", "au": "Action units", "va": "Valence and arousal",
-               "lmk": "Landmarks", "attr": "Attributes"}
-HEADLINE_METRICS = {
-    "expr": ("accuracy", "mean_class_accuracy", "macro_f1", "abaw_score"),
-    "au": ("f1_mean", "accuracy", "abaw_score"),
-    "va": ("ccc_valence", "ccc_arousal", "ccc_mean", "rmse_valence", "rmse_arousal"),
-    "lmk": ("nme", "failure_rate", "auc"),
-}
 
 
 @dataclass
@@ -65,7 +58,7 @@ class RunData:
 
     @property
     def tasks(self) -> list[str]:
-        return [t for t in TASKS if any(t in self.metrics[s] for s in self.splits)]
+        return list(ordered_tasks([t for s in self.splits for t in self.metrics[s] if t in TASK_SPECS]))
 
 
 def load_run(run_dir: str | Path) -> RunData:
@@ -276,24 +269,16 @@ def _summary(page: _Page) -> tuple[str, str, str]:
 def _metrics_table(page: _Page) -> tuple[str, str, str]:
     run = page.run
     rows: list[list[Any]] = []
-    for task in run.tasks:
-        if task == "attr":
-            names = [n for s in run.splits for n in run.metrics[s].get("attr", {})]
-            for name in dict.fromkeys(names):
-                rows.append([task, f"{name} accuracy"] + [_value(run.metrics[s], "attr", name, "accuracy") for s in run.splits])
-            continue
-        for metric in HEADLINE_METRICS[task]:
-            rows.append([task, metric] + [_value(run.metrics[s], task, metric) for s in run.splits])
+    for name in run.tasks:
+        per_split = [dict(spec(name).table_rows(run.metrics[s].get(name, {}))) for s in run.splits]
+        for metric in dict.fromkeys(m for table in per_split for m in table):
+            rows.append([name, metric] + [_number(table.get(metric)) for table in per_split])
     note = "Metrics of the best checkpoint, chosen on validation. NME and RMSE: lower is better; the rest: higher."
     return "metrics", "Metrics", _table(["task", "metric", *run.splits], rows) + f'\n<p class="note">{note}</p>'
 
 
-def _value(results: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(results, dict) or key not in results:
-            return "-"
-        results = results[key]
-    return float(results) if isinstance(results, (int, float)) else "-"
+def _number(value: Any) -> Any:
+    return float(value) if isinstance(value, (int, float)) else "-"
 
 
 def _curves(page: _Page) -> tuple[str, str, str]:
@@ -322,22 +307,22 @@ def _expr(page: _Page) -> tuple[str, str, str]:
     if f1:
         path = plots.plot_split_bars(f1, page.out / "expr_f1.png", "F1 per expression class", "F1")
         parts.append(_figure(path, "F1 of each expression class (mean = macro-F1)."))
-    return "expr", TASK_TITLES["expr"], "\n".join(parts) or _note("metrics.json has no per-class expression results.")
+    return "expr", spec("expr").title, "\n".join(parts) or _note("metrics.json has no per-class expression results.")
 
 
 def _au(page: _Page) -> tuple[str, str, str]:
     f1 = _per_split(page, "au", "f1")
     if not f1:
-        return "au", TASK_TITLES["au"], _note("metrics.json has no per-AU F1.")
+        return "au", spec("au").title, _note("metrics.json has no per-AU F1.")
     path = plots.plot_split_bars(f1, page.out / "au_f1.png", "F1 per action unit", "F1")
-    return "au", TASK_TITLES["au"], _figure(path, "F1 of each action unit at the 0.5 probability threshold.")
+    return "au", spec("au").title, _figure(path, "F1 of each action unit at the 0.5 probability threshold.")
 
 
 def _attr(page: _Page) -> tuple[str, str, str]:
     run = page.run
     accuracy = {s: {n: v["accuracy"] for n, v in run.metrics[s]["attr"].items()} for s in run.splits if run.metrics[s].get("attr")}
     path = plots.plot_split_bars(accuracy, page.out / "attr_accuracy.png", "Accuracy per attribute", "accuracy")
-    return "attr", TASK_TITLES["attr"], _figure(path, "Accuracy of each attribute classifier.")
+    return "attr", spec("attr").title, _figure(path, "Accuracy of each attribute classifier.")
 
 
 def _sample_text(preds: SplitPredictions) -> str:
@@ -360,21 +345,21 @@ def _lmk(page: _Page) -> tuple[str, str, str]:
 
     arrays, why = _task_arrays(page, "lmk")
     if arrays is None:
-        return "lmk", TASK_TITLES["lmk"], _note(why)
+        return "lmk", spec("lmk").title, _note(why)
     mask = arrays["mask"]
     nme = nme_per_sample(arrays["pred"][mask], arrays["label"][mask])
     path = plots.plot_ced(nme, page.out / "lmk_ced.png", f"Cumulative error distribution ({len(nme)} {page.preds.split} faces)")
-    return "lmk", TASK_TITLES["lmk"], _figure(path, f"Fraction of faces whose NME is at most x; {_sample_text(page.preds)}.")
+    return "lmk", spec("lmk").title, _figure(path, f"Fraction of faces whose NME is at most x; {_sample_text(page.preds)}.")
 
 
 def _va(page: _Page) -> tuple[str, str, str]:
     arrays, why = _task_arrays(page, "va")
     if arrays is None:
-        return "va", TASK_TITLES["va"], _note(why)
+        return "va", spec("va").title, _note(why)
     mask = arrays["mask"]
     path = plots.plot_va_scatter(arrays["label"][mask], arrays["pred"][mask], page.out / "va_scatter.png",
                                  f"Valence and arousal ({int(mask.sum())} {page.preds.split} faces)")
-    return "va", TASK_TITLES["va"], _figure(path, f"Predicted against true values; {_sample_text(page.preds)}.")
+    return "va", spec("va").title, _figure(path, f"Predicted against true values; {_sample_text(page.preds)}.")
 
 
 def _grid(page: _Page) -> tuple[str, str, str]:

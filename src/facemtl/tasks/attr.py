@@ -18,6 +18,7 @@ class AttributeSpec(TaskSpec):
     metrics: accuracy per attribute (selection: their mean). Raw outputs are named ``attr_<name>``."""
 
     name = "attr"
+    title = "Attributes"
     label_dtype = "int64"
     column_order = 4
 
@@ -36,6 +37,9 @@ class AttributeSpec(TaskSpec):
         from facemtl.losses import attribute_cross_entropy  # torch: absent from ONNX-only inference installs
 
         return sum(attribute_cross_entropy(outputs[self.name], labels, mask).values())
+
+    def label_names(self, spaces: LabelSpaces) -> tuple[str, ...]:
+        return tuple(spaces.attributes)
 
     def decode(self, output: Any) -> np.ndarray:
         import torch  # torch: absent from ONNX-only inference installs

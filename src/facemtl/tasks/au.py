@@ -26,8 +26,10 @@ class ActionUnitSpec(TaskSpec):
     metrics: F1 per AU and mean (selection), accuracy, ABAW score."""
 
     name = "au"
+    title = "Action units"
     column_order = 1
     headline = ("f1_mean", "accuracy", "abaw_score")
+    distillable = True
 
     def output_size(self, spaces: LabelSpaces) -> int:
         return len(spaces.au_names)
@@ -39,6 +41,16 @@ class ActionUnitSpec(TaskSpec):
         from facemtl.losses import masked_bce  # torch: absent from ONNX-only inference installs
 
         return masked_bce(outputs[self.name], labels, mask)
+
+    def label_names(self, spaces: LabelSpaces) -> tuple[str, ...]:
+        return spaces.au_names
+
+    def soft_target_loss(self, student: dict[str, Any], teacher: dict[str, Any], temperature: float,
+                         t_squared: bool) -> Any:
+        """BCE to the teacher's probabilities (no temperature, as the official code)."""
+        from facemtl.losses.distill import au_distill  # torch: absent from ONNX-only inference installs
+
+        return au_distill(student[self.name], teacher[self.name])
 
     def decode(self, output: Any) -> np.ndarray:
         return output.sigmoid().float().cpu().numpy()

@@ -40,15 +40,19 @@ class TaskSpec:
 
     Class attributes:
         name: the task key (``expr``, ``au``...): the key of its labels, masks, outputs and metrics.
+        title: its name for people (report sections).
         label_dtype: numpy dtype name of its labels (``"int64"`` classes, ``"float32"`` values).
         column_order: where its columns go in the CSV (lower first), so files keep one layout.
         headline: metric names shown in the metrics table, in order.
+        distillable: a teacher's outputs can train it (:meth:`soft_target_loss`, Deng et al.).
     """
 
     name: str = ""
+    title: str = ""
     label_dtype: str = "float32"
     column_order: int = 100
     headline: tuple[str, ...] = ()
+    distillable: bool = False
 
     # -- labels ---------------------------------------------------------------------------
     def label_shape(self, spaces: LabelSpaces) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -58,6 +62,11 @@ class TaskSpec:
     def output_size(self, spaces: LabelSpaces) -> int:
         """Number of head outputs (the width of its linear layer)."""
         raise NotImplementedError(f"task {self.name!r} must define output_size")
+
+    def label_names(self, spaces: LabelSpaces) -> tuple[str, ...]:
+        """What each label column means (class, AU or attribute names): two models agree on the
+        task when these match (a distillation teacher and its student)."""
+        return ()
 
     def empty_labels(self, count: int, spaces: LabelSpaces) -> tuple[np.ndarray, np.ndarray]:
         """``count`` unlabelled samples: zero labels and an all-False mask (for datasets that lack the task)."""
@@ -81,6 +90,11 @@ class TaskSpec:
         ``options``: the method config (``va_loss``, ``lmk_loss``...).
         """
         raise NotImplementedError(f"task {self.name!r} must define loss")
+
+    def soft_target_loss(self, student: dict[str, Any], teacher: dict[str, Any], temperature: float,
+                         t_squared: bool) -> torch.Tensor:
+        """Per-sample ``[B]`` loss of the student's outputs against a teacher's (only if :attr:`distillable`)."""
+        raise NotImplementedError(f"task {self.name!r} has no soft-target loss")
 
     # -- evaluation -----------------------------------------------------------------------
     def decode(self, output: Any) -> np.ndarray:

@@ -16,9 +16,11 @@ class ExpressionSpec(TaskSpec):
     """Labels: class id ``[N]`` (long); metrics: accuracy, macro-F1 (selection), confusion matrix, ABAW score."""
 
     name = "expr"
+    title = "Expression"
     label_dtype = "int64"
     column_order = 2
     headline = ("accuracy", "mean_class_accuracy", "macro_f1", "abaw_score")
+    distillable = True
 
     def output_size(self, spaces: LabelSpaces) -> int:
         return len(spaces.expr_classes)
@@ -30,6 +32,16 @@ class ExpressionSpec(TaskSpec):
         from facemtl.losses import masked_cross_entropy  # torch: absent from ONNX-only inference installs
 
         return masked_cross_entropy(outputs[self.name], labels, mask)
+
+    def label_names(self, spaces: LabelSpaces) -> tuple[str, ...]:
+        return spaces.expr_classes
+
+    def soft_target_loss(self, student: dict[str, Any], teacher: dict[str, Any], temperature: float,
+                         t_squared: bool) -> Any:
+        """``KL(softmax(teacher / T) || softmax(student / T))``."""
+        from facemtl.losses.distill import kl_distill  # torch: absent from ONNX-only inference installs
+
+        return kl_distill(student[self.name], teacher[self.name], temperature, t_squared)
 
     def decode(self, output: Any) -> np.ndarray:
         return output.argmax(dim=1).cpu().numpy()

@@ -18,8 +18,9 @@ class LandmarkSpec(TaskSpec):
     CSV: ``x_i``, ``y_i`` in original-image pixels."""
 
     name = "lmk"
+    title = "Landmarks"
     column_order = 0
-    headline = ("nme", "failure_rate")
+    headline = ("nme", "failure_rate", "auc")
 
     def output_size(self, spaces: LabelSpaces) -> int:
         return 2 * spaces.num_landmarks

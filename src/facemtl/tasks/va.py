@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from facemtl.labels import LabelSpaces
+from facemtl.labels import VA_NAMES, LabelSpaces
 from facemtl.metrics import va_metrics
 from facemtl.registry import TASK_SPECS
 from facemtl.tasks.base import TaskSpec
@@ -21,8 +21,10 @@ class ValenceArousalSpec(TaskSpec):
     """
 
     name = "va"
+    title = "Valence and arousal"
     column_order = 3
     headline = ("ccc_valence", "ccc_arousal", "ccc_mean", "rmse_valence", "rmse_arousal")
+    distillable = True
 
     def output_size(self, spaces: LabelSpaces) -> int:
         return 2
@@ -48,6 +50,19 @@ class ValenceArousalSpec(TaskSpec):
         if "mse" in kind:
             loss = loss + masked_regression(pred, labels, mask, "mse")
         return loss
+
+    def label_names(self, spaces: LabelSpaces) -> tuple[str, ...]:
+        return VA_NAMES
+
+    def soft_target_loss(self, student: dict[str, Any], teacher: dict[str, Any], temperature: float,
+                         t_squared: bool) -> Any:
+        """KL between the bin distributions when both are binned alike, else squared error of the values."""
+        from facemtl.losses.distill import kl_distill, regression_distill  # torch: absent from ONNX-only installs
+
+        key = f"{self.name}_logits"
+        if key in student and key in teacher and student[key].shape == teacher[key].shape:
+            return kl_distill(student[key], teacher[key], temperature, t_squared)
+        return regression_distill(student[self.name], teacher[self.name])
 
     def metrics(self, pred: np.ndarray, label: np.ndarray, mask: np.ndarray, spaces: LabelSpaces,
                 **options: Any) -> dict[str, Any]:
