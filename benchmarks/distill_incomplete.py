@@ -56,7 +56,7 @@ def _only(task: str) -> str:
 def overrides(args: argparse.Namespace, seed: int, balance: str) -> list[str]:
     sources = [f"{{name: synthetic, seed: {100 * seed + i + 1}, label_fraction: {_only(t)}}}" for i, t in enumerate(TASKS)]
     return [
-        "data.name=mix", f"data.sources=[{', '.join(sources)}]", f"data.num_train={args.num_train}",
+        "data.name=mix", f"data.mix.sources=[{', '.join(sources)}]", f"data.num_train={args.num_train}",
         f"data.num_val={args.num_val}", f"data.num_test={args.num_test}", f"data.image_size={args.image_size}",
         f"data.imbalance={args.imbalance}", "data.batching=per_task", f"data.balance={balance}",
         "model.tasks=au,expr,va", f"model.backbone={args.backbone}", "model.va_bins=20", "method.va_loss=ccc",

@@ -11,13 +11,13 @@ schedule ends at lr 0), so no variant benefits from a different selection rule.
 Faces are cropped around their ground-truth landmarks (MTFL has no boxes), which frames
 test faces more consistently than the detector boxes of the paper: compare with the
 published ~7.6-8.0 % (TCDCN on AFLW) with that in mind, or give detector boxes
-(``--set data.boxes=CSV``, below).
+(``--set data.mtfl.boxes=CSV``, below).
 
     python benchmarks/tcdcn_mtfl.py --json tcdcn.json          # CPU budget, one thread (about 12 minutes)
     python benchmarks/tcdcn_mtfl.py --full --json tcdcn.json   # the recipe's 60 epochs per variant
     python benchmarks/tcdcn_mtfl.py --full --epochs 30 --variants 1 2 --attr-weight 0.01   # another lambda_a
     python benchmarks/tcdcn_mtfl.py --epochs 15 --variants 0 1 --set data.augment=none     # without augmentation
-    python benchmarks/tcdcn_mtfl.py --full --epochs 15 --set data.boxes=mtfl_boxes.csv     # detector crops, boxes from
+    python benchmarks/tcdcn_mtfl.py --full --epochs 15 --set data.mtfl.boxes=mtfl_boxes.csv     # detector crops, boxes from
         # facemtl predict MTFL/lfw_5590 MTFL/net_7876 MTFL/AFLW --detector yunet --out mtfl_boxes.csv
 """
 
