@@ -149,13 +149,12 @@ def _as_old_checkpoint(path, old_path):
     from safetensors.torch import save_file
 
     with safe_open(str(path), "pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (a safe_open handle, not a dict)
         metadata = dict(f.metadata())
     config = yaml.safe_load(metadata["config"])
     data = config["data"]
     mix = data.pop("mix")
-    flat = {**{k: v for k, v in data.items()}, **OLD_DEFAULTS, "sources": mix["sources"], "class_balance": mix["class_balance"]}
-    config["data"] = flat
+    config["data"] = {**data, **OLD_DEFAULTS, "sources": mix["sources"], "class_balance": mix["class_balance"]}
     metadata["config"] = yaml.safe_dump(config, sort_keys=False)
     save_file(tensors, str(old_path), metadata=metadata)
 
@@ -165,7 +164,7 @@ def test_old_checkpoint_evaluates_identically(tmp_path):
 
     run = tmp_path / "run"
     overrides = [*TINY, "train.epochs=1", "data.name=mix", "data.mix.sources=[{name: synthetic, seed: 3}]"]
-    assert main(["demo", "--out", str(run), *sum((["--set", o] for o in overrides), [])]) == 0
+    assert main(["demo", "--out", str(run), *[part for o in overrides for part in ("--set", o)]]) == 0
     new = run / "checkpoints" / "best.safetensors"
     old = tmp_path / "old.safetensors"
     _as_old_checkpoint(new, old)

@@ -84,7 +84,7 @@ class DataConfig:
         return dict(items[:at] + [(self.name, dataclasses.asdict(self.options))] + items[at:])
 
 
-O = TypeVar("O", bound="DatasetOptions")
+OptionsT = TypeVar("OptionsT", bound="DatasetOptions")
 
 
 @dataclass
@@ -108,7 +108,7 @@ class DatasetOptions:
         return values
 
     @classmethod
-    def of(cls: type[O], data: DataConfig) -> O:
+    def of(cls: type[OptionsT], data: DataConfig) -> OptionsT:
         """``data``'s options if they are this format's, else the defaults (a DataConfig built in code)."""
         return data.options if isinstance(data.options, cls) else cls()
 

@@ -25,7 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from facemtl.config import DataConfig, dataset_options
-from facemtl.data.formats._common import FoldOptions, au_ids, dataset_root, find_dir, fold_split, read_lines, resolve_template
+from facemtl.data.formats._common import (
+    FoldOptions,
+    au_ids,
+    dataset_root,
+    find_dir,
+    fold_split,
+    read_lines,
+    resolve_template,
+)
 from facemtl.data.record_dataset import build_splits, check_options
 from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, problem
 from facemtl.errors import FacemtlError
