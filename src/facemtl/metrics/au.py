@@ -173,6 +173,17 @@ def _operating_points(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarra
     return s[last][::-1], tp[::-1], npred[::-1]
 
 
+def _best_threshold(labels: np.ndarray, prob: np.ndarray, mode: str) -> float:
+    """One AU's threshold among its operating points (see :func:`tune_thresholds`)."""
+    num_pos = float(labels.sum())
+    cand, tp, npred = _operating_points(labels, prob)
+    tp, npred = tp.astype(np.float64), npred.astype(np.float64)
+    if mode == "f1":
+        return float(cand[int(np.argmax(2 * tp / (npred + num_pos)))])  # 2TP / (2TP + FP + FN)
+    # |TP/npred - TP/num_pos| = TP |num_pos - npred| / (npred num_pos): exact zero at break-even
+    return float(cand[int(np.argmin(tp * np.abs(num_pos - npred) / (npred * num_pos)))])
+
+
 def tune_thresholds(
     y_true: np.ndarray,
     y_prob: np.ndarray,
@@ -217,21 +228,9 @@ def tune_thresholds(
     prob = prob.astype(np.float64)
     if not np.all(np.isfinite(prob[m])):
         raise ValueError("y_prob holds non-finite values at labelled entries")
-    num_aus = t.shape[1]
-    out = np.full(num_aus, float(default), dtype=np.float64)
-    for j in range(num_aus):
+    out = np.full(t.shape[1], float(default), dtype=np.float64)
+    for j in range(t.shape[1]):
         labels = t[m[:, j], j]
-        num_pos = int(labels.sum())
-        if num_pos == 0:
-            continue
-        cand, tp, npred = _operating_points(labels, prob[m[:, j], j])
-        tp = tp.astype(np.float64)
-        npred = npred.astype(np.float64)
-        if mode == "f1":
-            score = 2 * tp / (npred + num_pos)  # 2TP / (2TP + FP + FN)
-            out[j] = cand[int(np.argmax(score))]
-        else:
-            # |TP/npred - TP/num_pos| = TP |num_pos - npred| / (npred num_pos): exact zero at break-even
-            gap = tp * np.abs(num_pos - npred) / (npred * num_pos)
-            out[j] = cand[int(np.argmin(gap))]
+        if labels.any():  # precision and recall are undefined without a positive label
+            out[j] = _best_threshold(labels, prob[m[:, j], j], mode)
     return out
