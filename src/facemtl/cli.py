@@ -12,8 +12,12 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facemtl.errors import FacemtlError
+
+if TYPE_CHECKING:
+    from facemtl.config import Config
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
@@ -151,8 +155,14 @@ def _eval(checkpoint_path: str, overrides: list[str], out: str | None) -> dict:
     from facemtl.methods import TrainContext
 
     checkpoint = load_checkpoint(checkpoint_path)
-    config = config_from_dict(checkpoint.config, overrides)
-    datasets = build_datasets(config.data, splits=("val", "test"))
+    # Every weight comes from the checkpoint: its model.pretrained (a path where it was trained) is not read.
+    config = config_from_dict(checkpoint.config, ["model.pretrained=", *overrides])
+    try:
+        datasets = build_datasets(config.data, splits=("val", "test"))
+    except (FacemtlError, OSError, ValueError) as err:
+        raise FacemtlError(f"{checkpoint_path}: eval rebuilds the val and test splits of the data it was trained on, "
+                           f"which cannot be read here ({err}); its data: {', '.join(_data_roots(config))} "
+                           "(relative to the current folder): run where that is, or move it with --set") from None
     if datasets["val"].label_spaces != checkpoint.label_spaces:
         raise FacemtlError(f"{checkpoint.path}: its label spaces differ from dataset {config.data.name!r}'s")
     method = build_method(config, checkpoint.label_spaces, TrainContext(config.data.num_train, config.train.epochs, 1))
@@ -167,6 +177,12 @@ def _eval(checkpoint_path: str, overrides: list[str], out: str | None) -> dict:
     return results
 
 
+def _data_roots(config: Config) -> list[str]:
+    """The folders a config's data is read from (every source of a mix)."""
+    sources = getattr(config.data.options, "sources", None) or [{"root": config.data.root}]
+    return [f"{source.get('name', config.data.name)} at {source.get('root') or '(no root)'}" for source in sources]
+
+
 def _export(checkpoint: str, out: str, opset: int | None) -> None:
     from facemtl.export import export_onnx, parity
 
@@ -179,8 +195,13 @@ def _export(checkpoint: str, out: str, opset: int | None) -> None:
 
 def _report(run_dir: str, out: str | None = None, max_faces: int = 2000, predictions: bool = True,
             device: str = "cpu", overrides: list[str] | None = None) -> None:
+    from facemtl.io.checkpoint import BASE_NAME
     from facemtl.report.html import write_report
 
+    if run_dir == BASE_NAME or Path(run_dir).is_file():  # a checkpoint carries no metrics.json or log.csv
+        raise FacemtlError(f"{run_dir} is a file or model name, not a run folder: a report reads the metrics.json and "
+                           f"log.csv of a finished run (facemtl train --out DIR); a checkpoint is evaluated with: "
+                           f"facemtl eval --checkpoint {run_dir}")
     if max_faces < 1:
         raise FacemtlError(f"--max-faces={max_faces}; expected a positive number of faces")
     path = write_report(run_dir, out, max_faces, predictions, device, overrides or [])

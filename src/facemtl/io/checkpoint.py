@@ -24,8 +24,13 @@ from safetensors.torch import save_file
 
 from facemtl.errors import FacemtlError
 from facemtl.labels import LabelSpaces
+from facemtl.weights import base_model
 
 FORMAT = "facemtl-checkpoint-1"
+#: The shipped model's name: accepted wherever a checkpoint path is (``--checkpoint facemtl_base``).
+BASE_NAME = "facemtl_base"
+#: Suffixes of files ``torch.save`` usually writes: pickles, refused unless their bytes say safetensors.
+PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle", ".tar"})
 
 
 @dataclass
@@ -118,8 +123,59 @@ def replace_durably(tmp: Path, path: Path) -> None:
             os.close(folder)
 
 
+def _looks_safetensors(head: bytes, size: int) -> bool:
+    """A safetensors file opens with its JSON header's length (8 bytes, little-endian) then ``{``."""
+    return len(head) >= 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
+
+
+def _pickle_kind(path: Path) -> str:
+    """How ``path`` shows itself a pickle ("" when it does not), from its first bytes and its suffix.
+
+    ``.safetensors`` files are only checked for ``torch.save``'s zip: a stray ``0x80`` first
+    byte there is left to the safetensors reader's own error.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    if head.startswith(b"PK\x03\x04"):
+        return "a torch.save zip archive (pickled)"
+    if path.suffix.lower() == ".safetensors" or _looks_safetensors(head, path.stat().st_size):
+        return ""
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a pickle"
+    return f"a {path.suffix.lower()} file (pickled)" if path.suffix.lower() in PICKLE_SUFFIXES else ""
+
+
+def refuse_pickle(path: str | Path, what: str = "") -> None:
+    """Raise naming ``path`` (after ``what``, e.g. ``model.pretrained=``) if it is a pickle, with
+    the one-line conversion to safetensors.
+
+    Unpickling runs whatever code the file names, so facemtl never does it; the file is
+    only sniffed (first bytes, suffix), never loaded.
+
+    Raises:
+        FacemtlError: when ``path`` is a pickle (``torch.save``'s zip or a raw pickle).
+    """
+    path = Path(path)
+    kind = _pickle_kind(path)
+    if not kind:
+        return
+    out = path.with_suffix(".safetensors") if path.suffix != ".safetensors" else path.with_suffix(".converted.safetensors")
+    convert = ("python -c \"import torch; from safetensors.torch import save_file; "
+               f"s = torch.load({str(path)!r}, weights_only=True); s = s.get('state_dict', s.get('model', s)); "
+               f"save_file({{k: v.contiguous().clone() for k, v in s.items()}}, {str(out)!r})\"")
+    raise FacemtlError(f"{what}{path} is {kind}, which facemtl will not unpickle (loading a pickle can run any code); "
+                       f"convert its weights once with: {convert}")
+
+
 def resolve_checkpoint_path(path: str | Path) -> Path:
-    """A run folder means its best checkpoint; a file is taken as is."""
+    """``facemtl_base`` means the shipped model, a run folder its best checkpoint; a file is taken
+    as is, unless it is a pickle (:func:`refuse_pickle`).
+
+    Raises:
+        FacemtlError: when nothing is there, or the file is a pickle.
+    """
+    if str(path) == BASE_NAME:
+        return base_model()
     path = Path(path)
     if path.is_dir():
         for candidate in (path / "checkpoints" / "best.safetensors", path / "best.safetensors"):
@@ -128,11 +184,12 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
         raise FacemtlError(f"{path}: no checkpoints/best.safetensors in this folder")
     if not path.is_file():
         raise FacemtlError(f"checkpoint {path} does not exist")
+    refuse_pickle(path)
     return path
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a facemtl checkpoint (file or run folder); never unpickles."""
+    """Read a facemtl checkpoint (file, run folder or ``facemtl_base``); never unpickles."""
     path = resolve_checkpoint_path(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
@@ -141,7 +198,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except (SafetensorError, OSError) as err:
         raise FacemtlError(f"{path}: not a readable safetensors file ({err})") from None
     if metadata.get("format") != FORMAT:
-        raise FacemtlError(f"{path}: not a facemtl checkpoint (format {metadata.get('format')!r}, expected {FORMAT})")
+        raise FacemtlError(f"{path}: not a facemtl checkpoint (format {metadata.get('format')!r}, expected {FORMAT}); "
+                           "plain backbone weights go in --set model.pretrained=PATH")
     import yaml
 
     optim_tensors = {k: v for k, v in tensors.items() if k.startswith("optim.")}

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from facemtl.errors import FacemtlError
-from facemtl.io.checkpoint import FORMAT, load_checkpoint
+from facemtl.io.checkpoint import BASE_NAME, FORMAT, load_checkpoint, refuse_pickle
 from facemtl.registry import BACKBONES
 from facemtl.weights import base_model
 
@@ -103,10 +103,13 @@ _CHECKPOINT_BACKBONE = "net.backbone."
 
 
 def _backbone_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str | None]:
-    """The weights named by ``model.pretrained`` and, for a facemtl checkpoint, its backbone's name."""
-    if str(path) == "facemtl_base":
-        path = base_model()
-    path = Path(path)
+    """The weights named by ``model.pretrained`` and, for a facemtl checkpoint, its backbone's name.
+
+    A pickle (``torch.save``'s ``.pt``) is refused, with the line that converts it.
+    """
+    path = base_model() if str(path) == BASE_NAME else Path(path)
+    if path.is_file():
+        refuse_pickle(path, "model.pretrained=")  # before the suffix test: a .pt gets its conversion, not "expected a .safetensors"
     if not (path.is_dir() or (path.suffix == ".safetensors" and path.is_file())):
         raise FacemtlError(f"model.pretrained={path}: expected a .safetensors file, a facemtl run folder or facemtl_base")
     if path.is_file():

@@ -119,9 +119,11 @@ class FaceAnalyzer:
         self.detector_name = detector
         self.detector_options = dict(detector_options or {})
         self.device: Any = device
-        if self.backend == "torch":  # a missing GPU is reported here, before any work
+        if self.backend == "torch":  # a missing GPU or file, or a pickle, is reported here, before any work
             from facemtl.device import resolve_device
+            from facemtl.io.checkpoint import resolve_checkpoint_path  # imports torch, which onnx runs lack
 
+            self.checkpoint_path = resolve_checkpoint_path(self.checkpoint_path)  # also facemtl_base, run folders
             self.device = resolve_device(device)
         self.batch_size = batch_size
         self.timings: dict[str, float] = defaultdict(float)
