@@ -30,9 +30,13 @@ import numpy as np
 import torch
 
 from facemtl import metrics
+from facemtl.config import config_from_dict, load_config
 from facemtl.data import build_datasets
+from facemtl.device import resolve_device
 from facemtl.engine.evaluate import collect_predictions, evaluate, format_metrics
+from facemtl.engine.trainer import Trainer
 from facemtl.errors import FacemtlError
+from facemtl.io.checkpoint import load_checkpoint
 from facemtl.methods.distill import load_net
 from facemtl.models import MultiTaskNet
 from facemtl.tasks import spec
@@ -123,9 +127,6 @@ def load_ensemble(path: str | Path, device: torch.device | None = None) -> tuple
 
 def evaluate_ensemble(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """Val and test metrics of an ensemble on its first member's dataset (AU at the tuned thresholds)."""
-    from facemtl.config import config_from_dict
-    from facemtl.device import resolve_device
-    from facemtl.io.checkpoint import load_checkpoint
 
     ensemble, spec = load_ensemble(path)
     config = config_from_dict(load_checkpoint(spec["member_paths"][0]).config, list(overrides))
@@ -153,9 +154,6 @@ def run_distill(
 
     A student whose folder already holds ``metrics.json`` is kept; one with a last checkpoint resumes.
     """
-    from facemtl.config import load_config
-    from facemtl.device import resolve_device
-    from facemtl.engine.trainer import Trainer
 
     if students < 1:
         raise FacemtlError(f"--students={students}; expected at least 1")

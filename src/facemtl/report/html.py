@@ -29,10 +29,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from facemtl.config import config_from_dict
+from facemtl.data import build_datasets
+from facemtl.device import resolve_device
+from facemtl.engine.evaluate import collect_predictions
 from facemtl.errors import FacemtlError
+from facemtl.metrics import nme_per_sample
 from facemtl.registry import TASK_SPECS, ordered_tasks
 from facemtl.report import plots
+from facemtl.report.grid import save_prediction_grid
 from facemtl.tasks import spec
+from facemtl.tasks.network import load_network
 
 REPORT_DIR = "report"
 DEFAULT_MAX_FACES = 2000
@@ -127,11 +134,6 @@ def predict_split(
     Raises:
         FacemtlError: when the checkpoint or the dataset cannot be loaded, or they disagree.
     """
-    from facemtl.config import config_from_dict
-    from facemtl.data import build_datasets
-    from facemtl.device import resolve_device
-    from facemtl.engine.evaluate import collect_predictions
-    from facemtl.tasks.network import load_network
 
     torch_device = resolve_device(device)
     net, checkpoint = load_network(run.run_dir, torch_device)
@@ -182,7 +184,6 @@ def write_report(
     """
     run = load_run(run_dir)
     if overrides and run.config:
-        from facemtl.config import config_from_dict
 
         config_from_dict(run.config, list(overrides))  # a mistyped key is an error, not a skipped plot
     out = Path(out_dir) if out_dir else run.run_dir / REPORT_DIR
@@ -341,7 +342,6 @@ def _task_arrays(page: _Page, task: str) -> tuple[dict[str, np.ndarray] | None, 
 
 
 def _lmk(page: _Page) -> tuple[str, str, str]:
-    from facemtl.metrics import nme_per_sample
 
     arrays, why = _task_arrays(page, "lmk")
     if arrays is None:
@@ -363,7 +363,6 @@ def _va(page: _Page) -> tuple[str, str, str]:
 
 
 def _grid(page: _Page) -> tuple[str, str, str]:
-    from facemtl.report.grid import save_prediction_grid
 
     title = "Predictions on test faces" if page.run.split == "test" else "Predictions on validation faces"
     if page.preds is None:

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from facemtl.metrics import cumulative_error_curve
+from facemtl.metrics import ccc, cumulative_error_curve
 
 #: Colours of the splits in every plot (validation, test).
 SPLIT_COLOURS = {"val": "#4c72b0", "test": "#dd8452"}
@@ -177,7 +177,6 @@ def plot_va_scatter(true: np.ndarray, pred: np.ndarray, path: str | Path, title:
         path: PNG to write.
         title: figure title (say which split).
     """
-    from facemtl.metrics import ccc
 
     figure = Figure(figsize=(9, 4.2))
     figure.suptitle(title)
