@@ -253,8 +253,8 @@ def print_table(table: list[dict], times: dict[str, float]) -> None:
         print(f"  MAL, hypergradient {hypergradient}: virtual step " + "; ".join(cells))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Presets, seeds, the synthetic data and the training budget."""
     parser.add_argument("--quick", action="store_true", help="small run (~10 min at one thread)")
     parser.add_argument("--protocol", action="store_true",
                         help="the documented 5-seed protocol's setting and variants (docs/benchmarks.md; "
@@ -269,6 +269,25 @@ def main() -> None:
                              "ambiguous: subtle expressions flipped more often")
     parser.add_argument("--au-fraction", type=float, default=0.3, help="fraction of training faces with AU labels")
     parser.add_argument("--rhos", type=float, nargs="+", default=[0.1, 0.5, 1.0])
+    parser.add_argument("--num-train", type=int, default=6000)
+    parser.add_argument("--num-val", type=int, default=1000)
+    parser.add_argument("--num-test", type=int, default=2000)
+    parser.add_argument("--image-size", type=int, default=48)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--backbone", default="tiny")
+    add_difficulty_argument(parser)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--select-tasks", default="au",
+                        help="tasks whose validation scores pick each run's best checkpoint (train.select_tasks); "
+                             "au: the main task alone; 'au,expr' gives the tables measured before 2026-11-24")
+    parser.add_argument("--timing-steps", type=int, default=20, help="0 skips the step-time comparison")
+    parser.add_argument("--timing-only", action="store_true", help="only the step-time comparison, no training")
+    parser.add_argument("--json", help="write per-run results, the summary and the step times here")
+    add_merge_argument(parser)
+
+
+def _add_variant_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which variants run: MAL inputs, diagnostics, ``--variants``."""
     parser.add_argument("--meta-inputs", nargs="+", default=["feat", "feat+loss"],
                         help="MAL variants: '+'-joined parts of feat, loss, dynamics, alignment (feat = paper)")
     parser.add_argument("--oracle", action="store_true",
@@ -293,6 +312,10 @@ def main() -> None:
                              "where the meta set is AU data outside the training set; compare with held-out MAL)")
     parser.add_argument("--variants", nargs="+", metavar="VARIANT",
                         help="train only these (au_only, rho=0.1, ..., mal, mal_feat+loss, mal[relative]); default: all")
+
+
+def _add_mal_arguments(parser: argparse.ArgumentParser) -> None:
+    """MAL's options in the accuracy runs."""
     parser.add_argument("--meta-size", type=int, default=300)
     parser.add_argument("--meta-batch-size", type=int, default=32)
     parser.add_argument("--meta-lr", type=float, default=1e-3)
@@ -312,21 +335,12 @@ def main() -> None:
     parser.add_argument("--hypergradient", default="autograd", choices=HYPERGRADIENTS, help="MAL's in the accuracy runs")
     parser.add_argument("--normalize", nargs="+", default=["batch"], choices=["none", "batch", "sum", "relative"],
                         help="MAL's weight normalisations; each other than batch names its variants mal[<it>]")
-    parser.add_argument("--num-train", type=int, default=6000)
-    parser.add_argument("--num-val", type=int, default=1000)
-    parser.add_argument("--num-test", type=int, default=2000)
-    parser.add_argument("--image-size", type=int, default=48)
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--backbone", default="tiny")
-    add_difficulty_argument(parser)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--select-tasks", default="au",
-                        help="tasks whose validation scores pick each run's best checkpoint (train.select_tasks); "
-                             "au: the main task alone; 'au,expr' gives the tables measured before 2026-11-24")
-    parser.add_argument("--timing-steps", type=int, default=20, help="0 skips the step-time comparison")
-    parser.add_argument("--timing-only", action="store_true", help="only the step-time comparison, no training")
-    parser.add_argument("--json", help="write per-run results, the summary and the step times here")
-    add_merge_argument(parser)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for add in (_add_run_arguments, _add_variant_arguments, _add_mal_arguments):
+        add(parser)
     args = parser.parse_args()
     if args.merge:  # e.g. seeds run by separate processes
         report(merged_results(args.merge, "runs"), {}, args.json, {"merged": args.merge})
