@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from facemtl import distributed
 from facemtl.config import Config, TrainConfig
 from facemtl.data import FaceDataset, already_batched, build_datasets, move_batch
-from facemtl.data.sampling import epoch_batches, plan_epoch
+from facemtl.data.sampling import plan_epoch
 from facemtl.device import resolve_device
 from facemtl.engine.evaluate import evaluate_sharded, primary_scores, selection_score
 from facemtl.engine.run_lock import check_free, hold
@@ -39,8 +39,8 @@ from facemtl.errors import FacemtlError
 from facemtl.io.checkpoint import load_checkpoint, load_model_state, replace_durably, save_checkpoint
 from facemtl.methods import METHODS, Method, TrainContext
 from facemtl.methods.base import StepForward
-from facemtl.models import MultiTaskNet
 from facemtl.progress import progress_bar
+from facemtl.tasks.network import build_network
 
 
 def seed_everything(seed: int) -> None:
@@ -90,9 +90,10 @@ def build_method(
     ``config.method.name`` (it takes that name's config section): how a benchmark trains its
     own variant of a method without registering it in the library.
     """
-    net = MultiTaskNet(
-        config.model.backbone, config.model.tasks, label_spaces, config.model.pretrained, config.model.drop_rate,
-        va_bins=config.model.va_bins, va_bin_values=config.model.va_bin_values, branch_tasks=config.model.branch_tasks,
+    model = config.model
+    net = build_network(
+        model.backbone, model.tasks, label_spaces, model.pretrained, model.drop_rate, model.branch_tasks,
+        va_bins=model.va_bins, va_bin_values=model.va_bin_values,
     )
     return (method_class or METHODS.get(config.method.name))(net, config.method, context)
 
