@@ -167,3 +167,15 @@ def test_page_renders_in_headless_chromium(demo_run, tmp_path):
     # The test split's orange (#dd8452) appears only inside the PNG plots: they were loaded and drawn.
     orange = (np.abs(content - np.array([0xDD, 0x84, 0x52])).sum(axis=2) < 30).mean()
     assert orange > 0.002
+
+
+def test_report_of_a_checkpoint_file_evaluates_it(demo_run, tmp_path, monkeypatch):
+    """A checkpoint (not a run folder) has no metrics.json: the report evaluates it, beside the user."""
+    run, _ = demo_run
+    checkpoint = run / "checkpoints" / "best.safetensors"
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(checkpoint), "--max-faces", "64"]) == 0
+    page = (tmp_path / "best-report" / "report.html").read_text()
+    stored = json.loads((run / "metrics.json").read_text())
+    assert f"{stored['test']['expr']['accuracy']:.4f}" in page  # the same metrics as training wrote
+    assert '<section id="lmk">' in page and "lmk_ced.png" in page

@@ -1,7 +1,11 @@
 """Command line: ``facemtl train | eval | distill | demo | report | list``.
 
-User mistakes (:class:`~facemtl.labels.FacemtlError`) are printed as one line and exit
+User mistakes (:class:`~facemtl.errors.FacemtlError`) are printed as one line and exit
 with status 2; anything else is a bug and keeps its traceback.
+
+Each command imports what it needs inside its own function, on purpose: torch and the
+training stack load only for the commands that use them, so ``facemtl --help`` and argument
+errors answer at once and ``predict --backend onnx`` never imports torch.
 """
 
 from __future__ import annotations
@@ -12,12 +16,8 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from facemtl.errors import FacemtlError
-
-if TYPE_CHECKING:
-    from facemtl.config import Config
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
@@ -58,9 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", help="run folder (default: runs/demo-<time>)")
     _add_set(demo)
 
-    report = commands.add_parser("report", help="write an HTML page with plots of a finished run (RUN_DIR/report/report.html)")
-    report.add_argument("run_dir", metavar="RUN_DIR", help="run folder (facemtl train --out)")
-    report.add_argument("--out", help="folder to write (default: RUN_DIR/report)")
+    report = commands.add_parser("report", help="write an HTML page with plots of a finished run (RUN_DIR/report/report.html) or a checkpoint")
+    report.add_argument("run_dir", metavar="RUN_DIR",
+                        help="run folder (facemtl train --out), or a checkpoint file or facemtl_base (evaluated first)")
+    report.add_argument("--out", help="folder to write (default: RUN_DIR/report; a checkpoint's: NAME-report/)")
     report.add_argument("--max-faces", type=int, default=2000, help="predict at most this many faces again (default 2000)")
     report.add_argument("--no-predictions", action="store_true", help="skip the plots that need the run's dataset")
     report.add_argument("--device", default="cpu", help="where the checkpoint runs: cpu, cuda, cuda:N or auto")
@@ -134,53 +135,18 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _eval(checkpoint_path: str, overrides: list[str], out: str | None) -> dict:
-    import torch
+    from facemtl.engine.checkpoint_eval import evaluate_checkpoint
+    from facemtl.engine.ensemble import evaluate_ensemble
+    from facemtl.engine.evaluate import format_metrics
 
     if checkpoint_path.endswith(".json") or (Path(checkpoint_path) / "ensemble.json").is_file():
-        from facemtl.engine.ensemble import evaluate_ensemble
-        from facemtl.engine.evaluate import format_metrics
-
         results = evaluate_ensemble(checkpoint_path, overrides)
-        print(format_metrics(results))
-        if out:
-            Path(out).write_text(json.dumps(results, indent=2))
-        return results
-
-    from facemtl.config import config_from_dict
-    from facemtl.data import build_datasets
-    from facemtl.device import resolve_device
-    from facemtl.engine.evaluate import evaluate, format_metrics
-    from facemtl.engine.trainer import build_method
-    from facemtl.io.checkpoint import load_checkpoint, load_model_state
-    from facemtl.methods import TrainContext
-
-    checkpoint = load_checkpoint(checkpoint_path)
-    # Every weight comes from the checkpoint: its model.pretrained (a path where it was trained) is not read.
-    config = config_from_dict(checkpoint.config, ["model.pretrained=", *overrides])
-    try:
-        datasets = build_datasets(config.data, splits=("val", "test"))
-    except (FacemtlError, OSError, ValueError) as err:
-        raise FacemtlError(f"{checkpoint_path}: eval rebuilds the val and test splits of the data it was trained on, "
-                           f"which cannot be read here ({err}); its data: {', '.join(_data_roots(config))} "
-                           "(relative to the current folder): run where that is, or move it with --set") from None
-    if datasets["val"].label_spaces != checkpoint.label_spaces:
-        raise FacemtlError(f"{checkpoint.path}: its label spaces differ from dataset {config.data.name!r}'s")
-    method = build_method(config, checkpoint.label_spaces, TrainContext(config.data.num_train, config.train.epochs, 1))
-    load_model_state(method, checkpoint, method.net.tasks)
-    device = resolve_device(config.train.device)
-    method.to(device).eval()
-    with torch.no_grad():
-        results = {split: evaluate(method.predict, ds, method.net.tasks, device) for split, ds in datasets.items() if len(ds)}
+    else:
+        results, _ = evaluate_checkpoint(checkpoint_path, overrides)
     print(format_metrics(results))
     if out:
         Path(out).write_text(json.dumps(results, indent=2))
     return results
-
-
-def _data_roots(config: Config) -> list[str]:
-    """The folders a config's data is read from (every source of a mix)."""
-    sources = getattr(config.data.options, "sources", None) or [{"root": config.data.root}]
-    return [f"{source.get('name', config.data.name)} at {source.get('root') or '(no root)'}" for source in sources]
 
 
 def _export(checkpoint: str, out: str, opset: int | None) -> None:
@@ -195,13 +161,8 @@ def _export(checkpoint: str, out: str, opset: int | None) -> None:
 
 def _report(run_dir: str, out: str | None = None, max_faces: int = 2000, predictions: bool = True,
             device: str = "cpu", overrides: list[str] | None = None) -> None:
-    from facemtl.io.checkpoint import BASE_NAME
     from facemtl.report.html import write_report
 
-    if run_dir == BASE_NAME or Path(run_dir).is_file():  # a checkpoint carries no metrics.json or log.csv
-        raise FacemtlError(f"{run_dir} is a file or model name, not a run folder: a report reads the metrics.json and "
-                           f"log.csv of a finished run (facemtl train --out DIR); a checkpoint is evaluated with: "
-                           f"facemtl eval --checkpoint {run_dir}")
     if max_faces < 1:
         raise FacemtlError(f"--max-faces={max_faces}; expected a positive number of faces")
     path = write_report(run_dir, out, max_faces, predictions, device, overrides or [])

@@ -18,9 +18,7 @@ use it), not from the training method around it, so a method that needs more to 
 
 from __future__ import annotations
 
-import csv
 import html
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,79 +33,13 @@ from facemtl.device import resolve_device
 from facemtl.engine.evaluate import collect_predictions
 from facemtl.errors import FacemtlError
 from facemtl.metrics import nme_per_sample
-from facemtl.registry import TASK_SPECS, ordered_tasks
 from facemtl.report import plots
 from facemtl.report.grid import save_prediction_grid
+from facemtl.report.run import RunData, default_out, load_run
 from facemtl.tasks import spec
 from facemtl.tasks.network import load_network
 
-REPORT_DIR = "report"
 DEFAULT_MAX_FACES = 2000
-
-
-@dataclass
-class RunData:
-    """What a finished run folder holds, read once."""
-
-    run_dir: Path
-    metrics: dict[str, Any]
-    config: dict[str, Any]
-    log: list[dict[str, float]]
-
-    @property
-    def splits(self) -> list[str]:
-        return [s for s in ("val", "test") if isinstance(self.metrics.get(s), dict)]
-
-    @property
-    def split(self) -> str:
-        """The split the per-split plots show: test when the run has one."""
-        return "test" if "test" in self.splits else "val"
-
-    @property
-    def tasks(self) -> list[str]:
-        return list(ordered_tasks([t for s in self.splits for t in self.metrics[s] if t in TASK_SPECS]))
-
-
-def load_run(run_dir: str | Path) -> RunData:
-    """Read ``metrics.json``, ``config.yaml`` and ``log.csv`` of a run folder.
-
-    Raises:
-        FacemtlError: if the folder or its ``metrics.json`` is missing or unreadable.
-    """
-    import yaml
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FacemtlError(f"run folder {run_dir} does not exist")
-    path = run_dir / "metrics.json"
-    if not path.is_file():
-        raise FacemtlError(f"{run_dir}: no metrics.json; a report needs a finished run (facemtl train ... --out {run_dir})")
-    try:
-        metrics = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise FacemtlError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(metrics, dict) or not any(isinstance(metrics.get(s), dict) for s in ("val", "test")):
-        raise FacemtlError(f"{path}: expected a 'val' and/or 'test' entry of metrics per task")
-    config_path = run_dir / "config.yaml"
-    config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
-    return RunData(run_dir, metrics, config or {}, _read_log(run_dir / "log.csv"))
-
-
-def _read_log(path: Path) -> list[dict[str, float]]:
-    if not path.is_file():
-        return []
-    rows = []
-    with path.open(newline="") as handle:
-        for raw in csv.DictReader(handle):
-            row = {}
-            for key, value in raw.items():
-                try:
-                    row[key] = float(value)
-                except (TypeError, ValueError):  # empty cells of columns an epoch did not log
-                    continue
-            if "epoch" in row:
-                rows.append(row)
-    return rows
 
 
 @dataclass
@@ -171,8 +103,10 @@ def write_report(
     """Write ``report.html`` and its PNGs for a finished run; returns the HTML path.
 
     Args:
-        run_dir: the run folder (``facemtl train --out``).
-        out_dir: where to write; default ``run_dir/report``.
+        run_dir: the run folder (``facemtl train --out``), or a checkpoint file or ``facemtl_base``
+            (evaluated here on its val and test splits).
+        out_dir: where to write; default ``run_dir/report`` (a checkpoint's: ``<name>-report/``
+            in the current folder).
         max_faces: at most this many faces of the report split are predicted again.
         predictions: False skips the plots that need the dataset (curves and tables remain).
         device: where the checkpoint runs (``cpu``, ``cuda``, ``auto``).
@@ -182,11 +116,11 @@ def write_report(
         FacemtlError: if ``run_dir`` is not a finished run (see :func:`load_run`) or an
             override is invalid.
     """
-    run = load_run(run_dir)
+    run = load_run(run_dir, overrides)
     if overrides and run.config:
 
         config_from_dict(run.config, list(overrides))  # a mistyped key is an error, not a skipped plot
-    out = Path(out_dir) if out_dir else run.run_dir / REPORT_DIR
+    out = Path(out_dir) if out_dir else default_out(run)
     out.mkdir(parents=True, exist_ok=True)
     preds, missing = None, "--no-predictions was given"
     if predictions:
