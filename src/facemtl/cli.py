@@ -170,10 +170,9 @@ def _report(run_dir: str, out: str | None = None, max_faces: int = 2000, predict
 
 
 def _list() -> None:
-    from facemtl.data import DATASETS
-    from facemtl.methods import METHODS
-    from facemtl.models.backbone import BACKBONES
+    from facemtl.registry import BACKBONES, DATASETS, METHODS, TASK_SPECS
 
+    print("tasks:    ", ", ".join(f"{name} ({TASK_SPECS.get(name).title.lower()})" for name in TASK_SPECS.names()))
     print("backbones:", ", ".join(BACKBONES.names()), "+ any timm model name (timm.list_models())")
     print("methods:  ", ", ".join(METHODS.names()))
     print("datasets: ", ", ".join(DATASETS.names()))

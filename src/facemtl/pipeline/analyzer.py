@@ -43,6 +43,7 @@ from facemtl.pipeline.video import IoUTracker
 from facemtl.pipeline.writers import Annotator, CsvWriter
 from facemtl.progress import progress_bar
 from facemtl.tasks import spec
+from facemtl.weights import base_model
 
 Row = dict[str, Any]
 
@@ -108,8 +109,6 @@ class FaceAnalyzer:
                  backend: str | None = None, tta: str = "none") -> None:
         path = checkpoint or os.environ.get("FACEMTL_CHECKPOINT")
         if not path:
-            from facemtl.weights import base_model
-
             path = base_model()
         if batch_size < 1:
             raise FacemtlError(f"batch size must be >= 1, got {batch_size}")

@@ -86,7 +86,7 @@ class TorchModel:
     """A facemtl checkpoint run with PyTorch on ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``)."""
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
-        from facemtl.device import resolve_device
+        from facemtl.device import resolve_device  # torch: ONNX-only installs never build this backend
         from facemtl.tasks.network import load_network
 
         self.device = resolve_device(device)

@@ -40,7 +40,9 @@ def add_predict_parser(commands: Any) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Run ``facemtl predict``; returns the exit status (user errors raise FacemtlError)."""
-    from facemtl.pipeline.analyzer import FaceAnalyzer
+    from facemtl.pipeline.analyzer import (
+        FaceAnalyzer,  # OpenCV and the detector: loaded when predicting, not for --help
+    )
     from facemtl.pipeline.writers import CsvWriter
 
     analyzer = FaceAnalyzer(args.checkpoint, detector="none" if args.no_detect else args.detector,
