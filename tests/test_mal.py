@@ -431,3 +431,14 @@ def test_resume_after_interrupt_is_exact(tmp_path, tiny_overrides, monkeypatch):
         a.pop("seconds"), b.pop("seconds")
         assert a == b
     assert rows[0][-1]["meta_size"] == "16.0" and float(rows[0][-1]["weight_expr_flipped"]) > 0
+
+
+def test_checkpoints_from_before_the_removed_options_still_load():
+    """States saved before `margin` and `history_by_label` left hold their (empty) buffers: they load;
+    a non-empty one (the run used a removed option) is still refused."""
+    _, _, method = _mal()
+    state = method.state_dict()
+    old = {**state, "label_margin.sums": torch.zeros(3, 0, 2, dtype=torch.float64), "face_expr_label": torch.zeros(0)}
+    method.load_state_dict(old)
+    with pytest.raises(RuntimeError, match="face_expr_label"):
+        method.load_state_dict({**state, "face_expr_label": torch.zeros(96)})

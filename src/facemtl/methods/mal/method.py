@@ -74,6 +74,7 @@ class MALMethod(Method):
             config.virtual_step == "all" or n.startswith(("heads.", prefix)))]
         # heads mode moves nothing under the last stage: the difference pass can start there
         self.reuse_below = config.virtual_step == "heads" and net.splits_at_last_stage
+        self.register_load_state_dict_pre_hook(_drop_removed_buffers)
 
     # -- data ---------------------------------------------------------------------------
     def on_fit_start(self, datasets: Mapping[str, Any]) -> None:
@@ -320,3 +321,16 @@ class MALMethod(Method):
         """Mean learned weights of the epoch (AU, expression; clean vs corrupted), meta loss, K."""
         summary = self.stats.summary(std=("weight_expr", "align_expr_clean", "align_expr_flipped"))
         return {"meta_size": float(len(self.meta_index)), **summary}
+
+
+#: Buffers of options removed from MAL (the ``margin`` input, ``history_by_label``); empty unless used.
+REMOVED_BUFFERS = ("label_margin.sums", "face_expr_label")
+
+
+def _drop_removed_buffers(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, *_: Any) -> None:
+    """Let checkpoints written before those options left load: their empty buffers are dropped
+    (a non-empty one means the run used a removed option, and loading then fails on it)."""
+    for name in REMOVED_BUFFERS:
+        if prefix + name in state_dict and state_dict[prefix + name].numel() == 0:
+            del state_dict[prefix + name]
+
