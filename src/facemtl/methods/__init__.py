@@ -1,4 +1,4 @@
-"""Training methods, one file per paper, all plugged into :class:`facemtl.engine.Trainer`."""
+"""Training methods, one module (MAL: one package) per paper, all plugged into :class:`facemtl.engine.Trainer`."""
 
 from facemtl.methods.base import Method, TrainContext
 from facemtl.methods.dacl import DACLMethod
