@@ -106,7 +106,7 @@ def mtfl_detected(path: str | Path, checkpoint: Any, root: Path, tta: str = "non
         centre = face.points.mean(0)
         boxes = found[["face_x", "face_y", "face_w", "face_h"]].to_numpy(np.float64)
         nearest = found.iloc[int(np.argmin(np.linalg.norm(boxes[:, :2] + boxes[:, 2:] / 2 - centre, axis=1)))]
-        points = np.stack([nearest[[f"x_{k}" for k in range(5)]], nearest[[f"y_{k}" for k in range(5)]]], 1)
+        points = np.stack([nearest[[f"lmk5_x_{k}" for k in range(5)]], nearest[[f"lmk5_y_{k}" for k in range(5)]]], 1)
         pred.append(points.astype(np.float64))
         detector_points.append(np.stack([nearest[[f"det_x_{k}" for k in range(5)]],
                                          nearest[[f"det_y_{k}" for k in range(5)]]], 1).astype(np.float64))

@@ -174,7 +174,7 @@ def test_onnx_backend_runs_without_torch(checkpoint, exported, tmp_path):
     (row,) = result["rows"]
     reference = _predict(checkpoint, "torch", [PHOTO]).iloc[0]
     assert row["success"] == 1 and row["expr_label"] == reference.expr_label
-    for column in ("face_x", "x_0", "y_4", "AU12_p", "expr_neutral", "valence", "attr_pose_frontal"):
+    for column in ("face_x", "lmk5_x_0", "lmk5_y_4", "AU12_p", "expr_neutral", "valence", "attr_pose_frontal"):
         assert abs(row[column] - reference[column]) < 1e-4, column
 
 

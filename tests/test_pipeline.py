@@ -31,11 +31,11 @@ def test_schema_has_columns_only_for_the_checkpoints_tasks():
     spaces = LabelSpaces(au_names=("AU1", "AU12"))
     full = schema.columns(TASKS, spaces)
     assert full[:6] == ["input", "frame", "face_id", "timestamp", "confidence", "success"]
-    assert {"x_0", "y_4", "AU01_c", "AU12_p", "expr_happiness", "expr_label", "valence", "arousal",
+    assert {"lmk5_x_0", "lmk5_y_4", "AU01_c", "AU12_p", "expr_happiness", "expr_label", "valence", "arousal",
             "attr_gender", "attr_gender_female", "attr_pose_frontal", "error"} <= set(full)
     assert len(full) == len(set(full))
     partial = schema.columns(["expr", "va"], spaces)
-    assert not any(c.startswith(("x_", "AU", "attr_")) for c in partial) and "valence" in partial
+    assert not any(c.startswith(("x_", "lmk5_", "AU", "attr_")) for c in partial) and "valence" in partial
     assert au_column("AU1") == "AU01" and au_column("AU45") == "AU45"
 
 

@@ -77,7 +77,7 @@ def _faces(df):
 def test_images_with_zero_one_and_many_faces(analyzer, name, count, batch_size):
     analyzer.batch_size = batch_size
     df = analyzer.predict(MEDIA / name)
-    assert list(df.columns) == analyzer.columns and df.attrs["schema_version"] == "1"
+    assert list(df.columns) == analyzer.columns and df.attrs["schema_version"] == "2"
     assert len(_faces(df)) == count and len(df) == max(count, 1)
     if count == 0:
         assert df.success.tolist() == [0] and df.face_id.tolist() == [-1] and df.error.tolist() == [""]
@@ -105,8 +105,8 @@ def test_landmarks_map_back_onto_the_detected_points(tmp_path, analyzer):
     # generic template: points land near the detector's, up to the non-similar part of each face
     df = analyzer.predict(MEDIA / "multi_face.jpg")
     for _, row in df.iterrows():
-        error = np.hypot(*(row[[f"x_{i}" for i in range(5)]].to_numpy(float) - row[[f"det_x_{i}" for i in range(5)]].to_numpy(float),
-                           row[[f"y_{i}" for i in range(5)]].to_numpy(float) - row[[f"det_y_{i}" for i in range(5)]].to_numpy(float)))
+        error = np.hypot(*(row[[f"lmk5_x_{i}" for i in range(5)]].to_numpy(float) - row[[f"det_x_{i}" for i in range(5)]].to_numpy(float),
+                           row[[f"lmk5_y_{i}" for i in range(5)]].to_numpy(float) - row[[f"det_y_{i}" for i in range(5)]].to_numpy(float)))
         assert error.max() < 0.2 * (row.det_x_1 - row.det_x_0)
     # a template that is a similarity image of this face's points: exact to a pixel
     points = analyzer._get_detector().detect(read_image(MEDIA / "single_face.jpg"))[0].points.astype(float)
@@ -115,7 +115,7 @@ def test_landmarks_map_back_onto_the_detected_points(tmp_path, analyzer):
                          detector="yunet", detector_options={"model": YUNET})
     row = exact.predict(MEDIA / "single_face.jpg").iloc[0]
     for i in range(5):
-        assert abs(row[f"x_{i}"] - row[f"det_x_{i}"]) < 1 and abs(row[f"y_{i}"] - row[f"det_y_{i}"]) < 1
+        assert abs(row[f"lmk5_x_{i}"] - row[f"det_x_{i}"]) < 1 and abs(row[f"lmk5_y_{i}"] - row[f"det_y_{i}"]) < 1
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
@@ -126,7 +126,7 @@ def test_videos_with_zero_one_and_many_faces(analyzer, multi_face_video, video, 
     analyzer.batch_size = batch_size
     path = MEDIA / video if video else multi_face_video
     df = analyzer.predict(path, every=every)
-    assert df.frame.nunique() == frames and sorted(df.frame.unique()) == list(range(0, every * frames, every))
+    assert df.frame.nunique() == frames and sorted(df.frame.unique()) == list(range(1, every * frames + 1, every))
     assert (df.timestamp.diff().dropna() >= 0).all() and df.timestamp.iloc[0] == 0
     assert len(_faces(df)) == frames * faces
     if faces == 0:
@@ -144,7 +144,7 @@ def test_opencv_decoding_matches_pyav(analyzer, monkeypatch):
     first = analyzer.predict(MEDIA / "WolfgangLanger_Pexels.mp4", every=59)
     monkeypatch.setattr(video, "_has_pyav", lambda: False)  # as on an install without the video extra
     second = analyzer.predict(MEDIA / "WolfgangLanger_Pexels.mp4", every=59)
-    assert first.frame.tolist() == second.frame.tolist() == list(range(0, 472, 59)) and second.success.all()
+    assert first.frame.tolist() == second.frame.tolist() == list(range(1, 473, 59)) and second.success.all()
     assert np.allclose(first.timestamp, second.timestamp, atol=1e-3) and abs(first.timestamp.iloc[1] - 59 / 23.976) < 1e-3
     assert np.allclose(first.face_x, second.face_x, atol=1.0)
 
@@ -204,7 +204,7 @@ def test_rows_already_written_survive_a_crash(checkpoint, tmp_path, monkeypatch)
     with pytest.raises(RuntimeError, match="simulated"):
         analyzer.predict(MEDIA / "single_face.mp4", out=out)
     lines = out.read_text().splitlines()
-    assert len(lines) == 1 + 2 and lines[1].split(",")[1] == "0"  # header + the two finished frames
+    assert len(lines) == 1 + 2 and lines[1].split(",")[1] == "1"  # header + the two finished frames
 
 
 def test_arrays_pil_images_and_box_crop_fallback(analyzer, tmp_path):
@@ -222,7 +222,7 @@ def test_arrays_pil_images_and_box_crop_fallback(analyzer, tmp_path):
     plain = FaceAnalyzer(make_checkpoint(tmp_path / "plain.safetensors", tasks=("expr", "va"), template=None),
                          detector="yunet", detector_options={"model": YUNET})
     df = plain.predict(rgb)
-    assert len(df) == 1 and "x_0" not in df and "AU01_c" not in df and "valence" in df and df.success.all()
+    assert len(df) == 1 and "lmk5_x_0" not in df and "AU01_c" not in df and "valence" in df and df.success.all()
     with pytest.raises(FacemtlError, match="nothing to analyse"):
         analyzer.predict(_empty_dir(tmp_path))
     degenerate = analyzer.predict([np.zeros((1, 1, 3), np.uint8), np.zeros((2, 5000), np.uint16)])

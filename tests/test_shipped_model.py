@@ -55,7 +55,7 @@ def test_obama_one_face_sensible_landmarks_and_attributes():
     rows = predict_rows(("obama.jpg",))
     assert len(rows) == 1 and rows.loc[0, "success"] == 1
     row = rows.loc[0]
-    points = np.stack([[row[f"x_{i}"] for i in range(5)], [row[f"y_{i}"] for i in range(5)]], 1)
+    points = np.stack([[row[f"lmk5_x_{i}"] for i in range(5)], [row[f"lmk5_y_{i}"] for i in range(5)]], 1)
     detected = np.stack([[row[f"det_x_{i}"] for i in range(5)], [row[f"det_y_{i}"] for i in range(5)]], 1)
     eye_distance = np.linalg.norm(detected[1] - detected[0])
     # the model's points agree with YuNet's to within a fifth of the eye distance, point by point
@@ -74,7 +74,7 @@ def test_predictions_match_stored_outputs():
             if isinstance(value, str):
                 assert row[column] == value, (row["input"], column)
             else:  # float32 on another CPU: small drift only
-                assert row[column] == pytest.approx(value, abs=0.5 if column[:2] in ("x_", "y_") else 0.01), (row["input"], column)
+                assert row[column] == pytest.approx(value, abs=0.5 if column.startswith(("lmk5_x_", "lmk5_y_")) else 0.01), (row["input"], column)
 
 
 @needs_media
@@ -86,7 +86,7 @@ def test_cli_predict_without_checkpoint(tmp_path):
     import pandas as pd
 
     frame = pd.read_csv(out)
-    assert len(frame) == 1 and {"expr_label", "x_0", "attr_smile"} <= set(frame.columns)
+    assert len(frame) == 1 and {"expr_label", "lmk5_x_0", "attr_smile"} <= set(frame.columns)
 
 
 @pytest.mark.skipif(not FER_FACE.is_file(), reason="shared FER2013 not available")
@@ -101,7 +101,7 @@ def test_flip_tta_gives_mirrored_predictions_for_a_mirrored_face():
     for tta in ("none", "flip"):
         rows = FaceAnalyzer(detector="none", tta=tta).predict([face, mirrored])
         expr = rows[[f"expr_{c}" for c in ("neutral", "happiness", "sadness")]].to_numpy()
-        xs = rows[[f"x_{i}" for i in range(5)]].to_numpy()
+        xs = rows[[f"lmk5_x_{i}" for i in range(5)]].to_numpy()
         mirrored_x = 47.0 - xs[1][[1, 0, 2, 4, 3]]  # pixel x -> 47 - x, left <-> right
         pose = rows[[f"attr_pose_{c}" for c in ("left_profile", "left", "frontal", "right", "right_profile")]]
         gaps[tta] = (np.abs(expr[0] - expr[1]).max(), np.abs(xs[0] - mirrored_x).max(),
@@ -114,7 +114,7 @@ def write_expected() -> None:
     """Regenerate the stored outputs from the current shipped model."""
     rows = predict_rows()
     keep = ["input", "expr_label", "attr_gender", "attr_smile", "attr_glasses", "attr_pose"]
-    keep += [c for c in rows.columns if c.startswith(("x_", "y_", "expr_")) and c != "expr_label"]
+    keep += [c for c in rows.columns if c.startswith(("lmk5_x_", "lmk5_y_", "expr_")) and c != "expr_label"]
     records = [{k: (round(float(v), 4) if not isinstance(v, str) else v) for k, v in r.items()}
                for r in rows[keep].to_dict("records")]
     EXPECTED.parent.mkdir(exist_ok=True)

@@ -308,7 +308,8 @@ class FaceAnalyzer:
 
     def _rows(self, item: _Pending) -> list[Row]:
         frame = item.frame
-        base: Row = {"input": frame.input, "frame": frame.index, "timestamp": frame.timestamp}
+        # OpenFace numbers frames from 1 (its CSVs and every tool reading them do)
+        base: Row = {"input": frame.input, "frame": frame.index + 1, "timestamp": frame.timestamp}
         if not item.faces:
             return [{**base, "face_id": -1, "confidence": 0.0, "success": 0, "error": item.error}]
         return [{**base, **self._face_row(face), "error": ""} for face in item.faces]

@@ -1,13 +1,15 @@
-"""The per-face CSV schema of ``facemtl predict``, in one place.
+"""The per-face CSV schema of ``facemtl predict``, in one place (docs/output.md, column by column).
 
 One row per detected face per processed frame (an image is one frame). A processed frame
 with no face, and an input that could not be read, still get one row with ``success = 0``
-so the output accounts for every input. Names follow OpenFace 2.x where the meaning
-overlaps (``frame``, ``face_id``, ``timestamp``, ``confidence``, ``success``, ``x_i``,
-``y_i``, ``AUxx_c``); the rest are facemtl's own. Columns exist only for the tasks the
-checkpoint has. Bump :data:`SCHEMA_VERSION` whenever a column changes name or meaning.
+so the output accounts for every input. A column whose name OpenFace 2 uses means what
+OpenFace's means (``frame`` from 1, ``face_id``, ``timestamp``, ``confidence``, ``success``;
+``x_i``, ``y_i`` only ever the 68 iBUG points in image pixels; ``AUxx_c`` presence 0/1);
+everything else carries facemtl's own prefix. A column exists only when the model predicts
+it: the task specs (:mod:`facemtl.tasks`) own their columns. Bump :data:`SCHEMA_VERSION`
+whenever a column changes name or meaning.
 
-This module imports neither OpenCV nor pandas, so tools can read the schema cheaply.
+This module imports neither OpenCV nor pandas (nor torch), so tools can read the schema cheaply.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from __future__ import annotations
 from facemtl.labels import LabelSpaces
 from facemtl.tasks import spec
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
-#: Always present, in this order. ``frame`` is the 0-based index in the decoded video
-#: (before ``--every``); 0 for images. ``timestamp`` is in seconds since the video stream's
+#: Always present, in this order. ``frame`` is the 1-based index in the decoded video
+#: (before ``--every``), as OpenFace's; 1 for images. ``timestamp`` is in seconds since the video stream's
 #: start (0.0 for images). ``face_id`` is stable across the frames of one video (IoU
 #: tracking), -1 on ``success = 0`` rows. ``confidence`` is the detector's score (1.0 with
 #: no detection). ``face_*`` is the detected box in original image pixels. ``det_x_i``,

@@ -74,7 +74,8 @@ def draw(image: np.ndarray, rows: list[dict[str, Any]]) -> np.ndarray:
             continue
         x, y, w, h = (round(row[k]) for k in ("face_x", "face_y", "face_w", "face_h"))
         cv2.rectangle(canvas, (x, y), (x + w, y + h), (0, 255, 0), unit)
-        for px, py in _points(row, "") or _points(row, "det_"):  # predicted landmarks, else detected
+        # predicted landmarks (68 iBUG points, else the 5-point scheme), else the detector's
+        for px, py in _points(row, "") or _points(row, "lmk5_") or _points(row, "det_"):
             cv2.circle(canvas, (round(px), round(py)), 2 * unit, (0, 0, 255), -1)
         label = f"#{row['face_id']}"
         if row.get("expr_label"):

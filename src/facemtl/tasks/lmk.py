@@ -15,7 +15,8 @@ from facemtl.tasks.base import TaskSpec, ToImage
 class LandmarkSpec(TaskSpec):
     """Labels: ``[N, K, 2]`` with one flag per sample; metrics: NME (inter-ocular), failure rate, AUC;
     selection score ``1 - NME``. Its head reads the feature map (positions need spatial layout).
-    CSV: ``x_i``, ``y_i`` in original-image pixels."""
+    CSV, in original-image pixels: ``x_i``, ``y_i`` for the 68 iBUG points (OpenFace's names and
+    meaning), ``lmk5_x_i``, ``lmk5_y_i`` for the 5-point scheme."""
 
     name = "lmk"
     title = "Landmarks"
@@ -52,13 +53,20 @@ class LandmarkSpec(TaskSpec):
         return points
 
     def columns(self, spaces: LabelSpaces) -> list[str]:
-        k = spaces.num_landmarks
-        return [f"x_{i}" for i in range(k)] + [f"y_{i}" for i in range(k)]
+        x, y = _prefixes(spaces.num_landmarks)
+        return [f"{x}{i}" for i in range(spaces.num_landmarks)] + [f"{y}{i}" for i in range(spaces.num_landmarks)]
 
     def row(self, value: np.ndarray, spaces: LabelSpaces, to_image: ToImage) -> dict[str, Any]:
         points = to_image(value)
-        return {**{f"x_{i}": float(x) for i, x in enumerate(points[:, 0])},
-                **{f"y_{i}": float(y) for i, y in enumerate(points[:, 1])}}
+        x, y = _prefixes(spaces.num_landmarks)
+        return {**{f"{x}{i}": float(v) for i, v in enumerate(points[:, 0])},
+                **{f"{y}{i}": float(v) for i, v in enumerate(points[:, 1])}}
+
+
+def _prefixes(num_points: int) -> tuple[str, str]:
+    """OpenFace's ``x_i``/``y_i`` mean the 68 iBUG points: only a 68-point model writes them;
+    other schemes carry their size (``lmk5_x_0`` ... for the 5-point one)."""
+    return ("x_", "y_") if num_points == 68 else (f"lmk{num_points}_x_", f"lmk{num_points}_y_")
 
 
 TASK_SPECS.register(LandmarkSpec.name)(LandmarkSpec())
