@@ -39,6 +39,7 @@ from facemtl.pipeline.backends import (
 )
 from facemtl.pipeline.detect import Detection, WholeImageDetector, create_detector
 from facemtl.pipeline.sources import Frame, Source, count_frames, expand_sources, iter_frames
+from facemtl.pipeline.tracking import followed_detection
 from facemtl.pipeline.video import IoUTracker
 from facemtl.pipeline.writers import Annotator, CsvWriter
 from facemtl.progress import progress_bar
@@ -92,6 +93,9 @@ class FaceAnalyzer:
             'facemtl[onnx]'``); default: ``onnx`` for a ``.onnx`` file, else ``torch``.
         tta: test-time augmentation: ``none``, or ``flip`` to average each face with its
             mirror image (landmarks and pose mirrored back; twice the model time).
+        detect_every: in videos, run the detector on every K-th analysed frame only and follow
+            each face in between from the landmarks the model predicted for it in the previous
+            frame (:mod:`facemtl.pipeline.tracking`); 1 = detect on every frame.
 
     Example:
         >>> analyzer = FaceAnalyzer("runs/demo/checkpoints/best.safetensors")
@@ -106,12 +110,15 @@ class FaceAnalyzer:
 
     def __init__(self, checkpoint: str | Path | None = None, detector: str = "auto", device: str = "cpu",
                  batch_size: int = 32, detector_options: dict[str, Any] | None = None,
-                 backend: str | None = None, tta: str = "none") -> None:
+                 backend: str | None = None, tta: str = "none", detect_every: int = 1) -> None:
         path = checkpoint or os.environ.get("FACEMTL_CHECKPOINT")
         if not path:
             path = base_model()
         if batch_size < 1:
             raise FacemtlError(f"batch size must be >= 1, got {batch_size}")
+        if detect_every < 1:
+            raise FacemtlError(f"--detect-every must be >= 1, got {detect_every}")
+        self.detect_every = detect_every
         self.tta = check_tta(tta)
         self.checkpoint_path = Path(path)
         self.backend = pick_backend(self.checkpoint_path, backend)
@@ -218,8 +225,15 @@ class FaceAnalyzer:
         try:
             for src in sources:
                 tracker = IoUTracker() if src.kind == "video" else None
-                for frame in self._timed_frames(iter_frames(src, every)):
-                    item = self._prepare(frame, detector, tracker, keep_image=annotator is not None)
+                detect_every = self.detect_every if tracker is not None else 1
+                last: list[_Face] = []
+                for index, frame in enumerate(self._timed_frames(iter_frames(src, every))):
+                    follow = last if index % detect_every and last else None
+                    if follow is not None and queue:  # the faces to follow need their landmarks first
+                        self._run_model(queue)
+                        queue = []
+                    item = self._prepare(frame, detector, tracker, keep_image=annotator is not None, follow=follow)
+                    last = item.faces
                     pending.append(item)
                     queue += item.faces
                     bar.update(1)
@@ -251,18 +265,22 @@ class FaceAnalyzer:
                 return
             yield frame
 
-    def _prepare(self, frame: Frame, detector: Any, tracker: IoUTracker | None, keep_image: bool) -> _Pending:
-        """Detect, assign face ids and warp the crops of one frame."""
+    def _prepare(self, frame: Frame, detector: Any, tracker: IoUTracker | None, keep_image: bool,
+                 follow: list[_Face] | None = None) -> _Pending:
+        """Detect (or follow the previous frame's ``follow`` faces), assign face ids and warp the crops of one frame."""
         if frame.error:
             warnings.warn(f"{frame.input}: {frame.error}", stacklevel=3)
             return _Pending(frame, error=frame.error)
         start = time.perf_counter()
-        try:
-            detections = detector.detect(frame.image)
-        except Exception as err:  # noqa: BLE001  an odd frame (e.g. 1x1 px) must not stop a folder
-            warnings.warn(f"{frame.input} frame {frame.index}: face detection failed ({err})", stacklevel=3)
-            return _Pending(frame, error=f"face detection failed: {str(err).splitlines()[0]}")
         height, width = frame.image.shape[:2]
+        if follow is not None:
+            detections = [d for d in (self._followed(face, width, height) for face in follow) if d is not None]
+        else:
+            try:
+                detections = detector.detect(frame.image)
+            except Exception as err:  # noqa: BLE001  an odd frame (e.g. 1x1 px) must not stop a folder
+                warnings.warn(f"{frame.input} frame {frame.index}: face detection failed ({err})", stacklevel=3)
+                return _Pending(frame, error=f"face detection failed: {str(err).splitlines()[0]}")
         detections = [d for d in detections if _plausible(d.box, width, height)]
         mid = time.perf_counter()
         self.timings["detect"] += mid - start
@@ -280,6 +298,10 @@ class FaceAnalyzer:
             frame.image = None
         self.timings["align"] += time.perf_counter() - mid
         return _Pending(frame, faces)
+
+    def _followed(self, face: _Face, width: int, height: int) -> Detection | None:
+        landmarks = (face.outputs or {}).get("lmk")
+        return followed_detection(face.detection, face.matrix, landmarks, self.image_size, width, height)
 
     def _run_model(self, faces: list[_Face]) -> None:
         """One forward pass over ``faces``; stores per-face outputs and frees the crops."""
