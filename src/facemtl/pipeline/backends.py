@@ -14,6 +14,7 @@ the pipeline needs to feed it: tasks, label spaces, input size, alignment templa
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from dataclasses import dataclass
@@ -67,11 +68,20 @@ class ModelInfo:
         )
 
 
+def _has_torch() -> bool:
+    """Whether torch can be imported, asked without importing it (an ONNX-only install has none)."""
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # blocked, or a broken entry in sys.modules
+        return False
+
+
 def pick_backend(path: Path, backend: str | None) -> str:
-    """``backend`` checked against the file: ``None`` means ``onnx`` for a ``.onnx`` file, else ``torch``."""
+    """``backend`` checked against the file: ``None`` means ``onnx`` for a ``.onnx`` file, else ``torch``
+    (which must be installed: a :class:`FacemtlError` says so, instead of an ImportError later)."""
     is_onnx = path.suffix.lower() == ".onnx"
     if backend is None:
-        return "onnx" if is_onnx else "torch"
+        backend = "onnx" if is_onnx else "torch"
     if backend not in BACKENDS:
         raise FacemtlError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if backend == "onnx" and not is_onnx:
@@ -79,6 +89,9 @@ def pick_backend(path: Path, backend: str | None) -> str:
                            f"make one with: facemtl export --checkpoint {path} --onnx model.onnx")
     if backend == "torch" and is_onnx:
         raise FacemtlError(f"backend 'torch' needs a .safetensors checkpoint or run folder, got {path}; use backend 'onnx'")
+    if backend == "torch" and not _has_torch():
+        raise FacemtlError(f"{path} needs PyTorch, which is not installed (an ONNX-only install): install torch "
+                           "(README, Install), or give a .onnx model made with facemtl export")
     return backend
 
 

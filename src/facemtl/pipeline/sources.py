@@ -7,7 +7,7 @@ pipeline never sees alpha channels, grey images, 16-bit or float pixels.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +46,18 @@ class Frame:
 
 @dataclass(frozen=True)
 class Source:
-    """One input: ``kind`` is ``image``, ``video``, ``array`` or ``bad`` (with ``error``)."""
+    """One input: ``kind`` is ``image``, ``video``, ``array`` or ``bad`` (with ``error``).
+
+    ``header`` holds what a video's header said when first read (:func:`_video_header`), so
+    the progress count and the decoding share one look: a file FFmpeg cannot open is opened
+    (and complained about, by FFmpeg too) once.
+    """
 
     name: str
     kind: str
     data: Any = None
     error: str = ""
+    header: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def to_rgb_uint8(array: np.ndarray) -> np.ndarray:
@@ -148,11 +154,25 @@ def expand_sources(source: Any) -> tuple[list[Source], list[str]]:
     return sources, notes
 
 
+def _video_header(source: Source) -> dict[str, Any]:
+    """``{"count", "fps"}`` from a video source's header, or ``{"error"}``; read on first call only."""
+    if not source.header:
+        try:
+            count, fps = video_info(source.data, strict=True)
+            source.header.update(count=count, fps=fps)
+        except FacemtlError as err:
+            source.header["error"] = str(err)
+    return source.header
+
+
 def count_frames(source: Source, every: int) -> int | None:
     """Frames ``iter_frames`` will yield for ``source`` (progress bars); ``None`` if unknown."""
     if source.kind != "video":
         return 1
-    count, _ = video_info(source.data)
+    header = _video_header(source)
+    if "error" in header:
+        return 1  # its one error row
+    count = header["count"]
     return None if count is None else -(-count // every)
 
 
@@ -168,7 +188,11 @@ def iter_frames(source: Source, every: int = 1) -> Iterator[Frame]:
             return
         yield Frame(source.name, 0, 0.0, image)
     else:
-        _, fps = video_info(source.data)
+        header = _video_header(source)
+        if "error" in header:  # not opened again: FFmpeg has said why once already
+            yield Frame(source.name, 0, 0.0, None, header["error"], video=True)
+            return
+        fps = header["fps"]
         last = -1
         try:
             for index, timestamp, image in iter_video(source.data, every):

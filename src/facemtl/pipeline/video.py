@@ -25,10 +25,15 @@ def _has_pyav() -> bool:
     return True
 
 
-def video_info(path: str | Path) -> tuple[int | None, float | None]:
+def video_info(path: str | Path, strict: bool = False) -> tuple[int | None, float | None]:
     """``(frame count, frames per second)`` from the container header; ``None`` when unknown.
 
     Cheap (no decoding); used for progress bars and the annotated video's frame rate.
+
+    Raises:
+        FacemtlError: with ``strict``, the file cannot be opened or has no video stream (the
+            error :func:`iter_video` would give), so a caller can skip a file FFmpeg already
+            complained about instead of opening it again.
     """
     if _has_pyav():
         import av
@@ -38,10 +43,15 @@ def video_info(path: str | Path) -> tuple[int | None, float | None]:
                 stream = container.streams.video[0]
                 rate = float(stream.average_rate) if stream.average_rate else None
                 return (stream.frames or None), rate
-        except (av.error.FFmpegError, IndexError, OSError):
+        except (av.error.FFmpegError, IndexError, OSError) as err:
+            if strict:
+                raise FacemtlError("no video stream in this file" if isinstance(err, IndexError)
+                                   else f"cannot open video ({err})") from None
             return None, None
     capture = cv2.VideoCapture(str(path))
     try:
+        if strict and not capture.isOpened():
+            raise FacemtlError("cannot open video")
         count, rate = capture.get(cv2.CAP_PROP_FRAME_COUNT), capture.get(cv2.CAP_PROP_FPS)
         return (int(count) if count > 0 else None), (rate if rate > 0 else None)
     finally:
