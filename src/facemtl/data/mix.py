@@ -47,7 +47,8 @@ from facemtl.data.dataset import Batch, FaceDataset
 from facemtl.data.record_dataset import LazyImages
 from facemtl.errors import FacemtlError
 from facemtl.labels import LabelSpaces
-from facemtl.registry import DATASETS
+from facemtl.registry import DATASETS, TASK_SPECS, ordered_tasks
+from facemtl.tasks import spec
 
 SHARED_KEYS = ("image_size", "num_expr_classes", "num_landmarks")
 #: Keys of a source entry that are about sampling it, not about the dataset.
@@ -97,21 +98,24 @@ def union_spaces(spaces: list[LabelSpaces]) -> LabelSpaces:
 
 
 def _remap(part: FaceDataset, spaces: LabelSpaces) -> tuple[dict, dict]:
-    """A source's labels and masks in the union spaces (unlabelled AU / attribute columns masked)."""
+    """A source's labels and masks in the union spaces: every task present (unlabelled where the
+    source lacks it), and per-column labels (AUs, attributes) placed by name, the columns the
+    source does not label masked."""
     n = len(part)
-    shapes = {"expr": (n,), "va": (n, 2), "lmk": (n, spaces.num_landmarks, 2)}
-    labels = {t: part.labels[t].clone() if t in part.labels else torch.zeros(shape, dtype=torch.int64 if t == "expr"
-              else torch.float32) for t, shape in shapes.items()}
-    mask = {t: part.mask[t].clone() if t in part.mask else torch.zeros(n, dtype=torch.bool) for t in shapes}
-    for task, names, own in (("au", spaces.au_names, part.label_spaces.au_names),
-                             ("attr", list(spaces.attributes), list(part.label_spaces.attributes))):
-        dtype = torch.float32 if task == "au" else torch.int64
-        labels[task] = torch.zeros((n, len(names)), dtype=dtype)
-        mask[task] = torch.zeros((n, len(names)), dtype=torch.bool)
-        columns = [names.index(name) for name in own]
-        if columns and task in part.labels:
-            labels[task][:, columns] = part.labels[task].to(dtype)
-            mask[task][:, columns] = part.mask[task]
+    labels: dict[str, torch.Tensor] = {}
+    mask: dict[str, torch.Tensor] = {}
+    for name in ordered_tasks(TASK_SPECS.names()):
+        task = spec(name)
+        labels[name], mask[name] = (torch.from_numpy(array) for array in task.empty_labels(n, spaces))
+        if name not in part.labels:
+            continue
+        if mask[name].dim() == 2:  # one column per named label (AUs, attributes): the source's own
+            columns = [task.label_names(spaces).index(label) for label in task.label_names(part.label_spaces)]
+            if columns:
+                labels[name][:, columns] = part.labels[name].to(labels[name].dtype)
+                mask[name][:, columns] = part.mask[name]
+        else:
+            labels[name], mask[name] = part.labels[name].clone(), part.mask[name].clone()
     return labels, mask
 
 
