@@ -149,7 +149,7 @@ def test_py_feat_reads_a_facemtl_csv(facemtl_csv, feat_io):
     # so `.aus` raises KeyError naming exactly the 17 _r columns; the 18 _c are all there.
     assert fex.au_columns == AU_R + AU_C
     with pytest.raises(KeyError) as error:
-        fex.aus
+        _ = fex.aus
     missing = [c for c in fex.au_columns if c not in fex.columns]
     assert missing == AU_R and all(c in str(error.value) for c in AU_R) and "_c" not in str(error.value)
     # No model predicts head pose or gaze, so those columns are absent and their accessors raise.
