@@ -78,7 +78,8 @@ def _read_csv(table: RecordTable, path: Path) -> None:
                  pixels=np.stack(pixels) if pixels else np.zeros((0, 48, 48), np.uint8))
 
 
-def _read_folders(table: RecordTable, root: Path, num_classes: int) -> None:
+def read_folders(table: RecordTable, root: Path, num_classes: int) -> None:
+    """Add the folder-per-class export's faces under ``root`` to ``table`` (label from the class folder)."""
     found = False
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name.lower() in FOLDERS):
         for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
@@ -106,5 +107,5 @@ def fer2013(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
     if (root / "fer2013.csv").is_file():
         _read_csv(table, root / "fer2013.csv")
     else:
-        _read_folders(table, root, config.num_expr_classes)
+        read_folders(table, root, config.num_expr_classes)
     return build_splits(table.build(), config, splits)

@@ -25,18 +25,20 @@ train, PublicTest -> val, PrivateTest -> test.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
 from facemtl.config import DataConfig, DatasetOptions, dataset_options
 from facemtl.data.formats._common import csv_rows, dataset_root, find_file, to_int
-from facemtl.data.formats.fer2013 import USAGE, fer_pixels
+from facemtl.data.formats.fer2013 import FER_TO_AFFECTNET, USAGE, fer_pixels, read_folders
 from facemtl.data.record_dataset import build_splits, check_options
-from facemtl.data.records import SPLITS, RecordTable, dataset_label_spaces, note, problem
+from facemtl.data.records import SPLITS, Records, RecordTable, dataset_label_spaces, note, problem
 from facemtl.errors import FacemtlError
 from facemtl.registry import DATASETS
 
@@ -134,3 +136,208 @@ def ferplus(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
     for reason, count in sorted(dropped.items()):
         note(f"ferplus ({mode}): dropped {count} faces ({reason})")
     return build_splits(table.build(), config, splits)
+
+
+# -- FER2013's faces with both label sets (data.name=fer2013_ferplus) ---------------------
+LABEL_SOURCES: tuple[str, ...] = ("fer2013", "ferplus")
+DUPLICATES: tuple[str, ...] = ("keep", "first", "drop")
+MAP_FILE = "fer2013_folder_map.csv"
+MAP_COLUMNS: tuple[str, ...] = ("local_path", "usage", "image_name", "duplicate")
+
+
+@dataclass
+class Fer2013FerPlusOptions(DatasetOptions):
+    """``data.fer2013_ferplus.*``."""
+
+    ferplus: str = ""  # folder holding fer2013new.csv (and the folder map); "" = data.root
+    map: str = ""  # folder layout: JPEG -> FERPlus image CSV; "" = fer2013_folder_map.csv beside fer2013new.csv
+    train_labels: str = "fer2013"  # the labels a split carries: fer2013 (as released) | ferplus (vote label)
+    val_labels: str = "ferplus"
+    test_labels: str = "ferplus"
+    mode: str = "majority"  # FERPlus votes -> label: majority | plurality (as data.ferplus.mode)
+    duplicates: str = "keep"  # pictures FER2013 holds more than once: keep | first (one copy per split) | drop
+
+    def check(self, data: DataConfig) -> None:
+        for key in ("train_labels", "val_labels", "test_labels"):
+            if getattr(self, key) not in LABEL_SOURCES:
+                raise FacemtlError(f"data.fer2013_ferplus.{key}={getattr(self, key)!r} is not valid; "
+                                   f"choose from: {', '.join(LABEL_SOURCES)}")
+        if self.mode not in ("majority", "plurality"):
+            raise FacemtlError(f"data.fer2013_ferplus.mode={self.mode!r} is not valid; choose from: majority, plurality")
+        if self.duplicates not in DUPLICATES:
+            raise FacemtlError(f"data.fer2013_ferplus.duplicates={self.duplicates!r} is not valid; "
+                               f"choose from: {', '.join(DUPLICATES)}")
+
+
+class _Face(NamedTuple):
+    """One FER2013 face and its FERPlus votes, before the label rules."""
+
+    file: str  # where it is listed (for errors)
+    line: int
+    path: str
+    split: str
+    fer: int  # FER2013 label, AffectNet order
+    votes: np.ndarray | None  # [10] FERPlus counts in VOTES order; None = no FERPlus row
+    group: str  # one picture: the FERPlus image (folder map) or the pixels' hash (CSV)
+    flagged: bool  # a picture FER2013 holds more than once
+    pixels: np.ndarray | None
+
+
+def _csv_faces(fer_csv: Path, votes_csv: Path) -> list[_Face]:
+    """Kaggle layout: row i of fer2013.csv is row i of fer2013new.csv (FERPlus's own alignment)."""
+    faces: list[_Face] = []
+    rows = zip_longest(csv_rows(fer_csv, ("emotion", "pixels", "Usage")),
+                       csv_rows(votes_csv, ("Usage", "Image name") + VOTES), fillvalue=None)
+    for fer_row, vote_row in rows:
+        if fer_row is None or vote_row is None:
+            longer, (line, _) = (votes_csv, vote_row) if fer_row is None else (fer_csv, fer_row)
+            problem(f"{longer}:{line}", f"{fer_csv.name} and {votes_csv.name} have different numbers of rows; "
+                    "FERPlus's rows align with FER2013's one to one")
+            break
+        (line, row), (vote_line, votes) = fer_row, vote_row
+        try:
+            code, usage = to_int(row["emotion"]), (row["Usage"] or "").strip()
+            if not 0 <= code <= 6 or usage not in USAGE:
+                raise ValueError(f"emotion {row['emotion']!r} / Usage {usage!r} is not a FER2013 row")
+            if (votes["Usage"] or "").strip() != usage:
+                raise ValueError(f"Usage {usage} here but {votes['Usage']} at {votes_csv.name}:{vote_line}")
+            pixels = fer_pixels(row["pixels"] or "")
+            name = (votes["Image name"] or "").strip()
+            counts = np.array([to_int(votes[v]) for v in VOTES]) if name else None
+        except (KeyError, ValueError, TypeError) as err:
+            problem(f"{fer_csv}:{line}", str(err))
+            continue
+        digest = hashlib.md5(pixels.tobytes()).hexdigest()
+        faces.append(_Face(str(fer_csv), line, f"{fer_csv.name}#{line}", USAGE[usage], FER_TO_AFFECTNET[code],
+                           counts, f"{usage}/{digest}", False, pixels))
+    sizes = Counter(face.group for face in faces)  # identical pictures within one split
+    return [face._replace(flagged=sizes[face.group] > 1) for face in faces]
+
+
+def _folder_faces(root: Path, votes_csv: Path, map_csv: Path, config: DataConfig) -> tuple[list[_Face], Counter]:
+    """Folder layout: each JPEG joined to its FERPlus image through the folder map (pixel matching)."""
+    votes: dict[str, np.ndarray] = {}
+    for line, row in csv_rows(votes_csv, ("Usage", "Image name") + VOTES):
+        name = (row["Image name"] or "").strip()
+        if name:
+            try:
+                votes[name] = np.array([to_int(row[v]) for v in VOTES])
+            except (KeyError, ValueError, TypeError) as err:
+                problem(f"{votes_csv}:{line}", f"malformed FERPlus row ({err})")
+    links: dict[str, tuple[int, str, bool]] = {}
+    for line, row in csv_rows(map_csv, MAP_COLUMNS):
+        name = (row["image_name"] or "").strip()
+        if name and name not in votes:
+            problem(f"{map_csv}:{line}", f"image {name} is not in {votes_csv.name}")
+            continue
+        links[(row["local_path"] or "").strip().replace("\\", "/")] = (line, name, (row["duplicate"] or "0").strip() == "1")
+    table = RecordTable(dataset_label_spaces(config), root)
+    read_folders(table, root, config.num_expr_classes)
+    fer = table.build()
+    faces, unmapped = [], Counter()
+    for i in range(len(fer)):
+        path, split = fer.paths[i].decode("utf-8"), SPLITS[fer.split[i]]
+        if path not in links:
+            unmapped[split] += 1
+            continue
+        line, name, flagged = links[path]
+        faces.append(_Face(str(map_csv), line, path, split, int(fer.expr[i]), votes.get(name), name or path,
+                           flagged, None))
+    return faces, unmapped
+
+
+def _keep_duplicates(faces: list[_Face], rule: str) -> list[bool]:
+    """Which faces ``data.fer2013_ferplus.duplicates`` keeps: all, the first copy of a picture per split, or no copy."""
+    seen: set[tuple[str, str]] = set()
+    keep = []
+    for face in faces:
+        first = (face.split, face.group) not in seen
+        seen.add((face.split, face.group))
+        keep.append(not face.flagged or rule == "keep" or (rule == "first" and first))
+    return keep
+
+
+def join_fer2013_ferplus(config: DataConfig) -> tuple[Records, dict[str, Counter]]:
+    """FER2013's faces with FER2013's label and FERPlus's votes joined face by face.
+
+    Two layouts under ``data.root``: Kaggle's ``fer2013.csv``, row-aligned with FERPlus's
+    ``fer2013new.csv``; or the folder-per-class export, joined through
+    ``fer2013_folder_map.csv`` (``local_path, usage, image_name, ..., duplicate``: each JPEG's
+    FERPlus image, found by pixel matching; exact duplicate pictures flagged). Faces without a
+    FERPlus image, or whose votes give no label under ``mode`` (unknown / NF majority, no
+    majority, contempt with 7 classes), are dropped; so are duplicate copies as
+    ``duplicates`` says.
+
+    Returns:
+        ``(records, dropped)``: each split's ``expr`` is FER2013's or FERPlus's label
+        (``<split>_labels``); ``info`` carries both (``expr_fer2013``, ``expr_ferplus``), the
+        raw vote counts of the expression classes ``expr_votes`` ``[N, C]`` (AffectNet order),
+        ``expr_disagree`` (the two labels differ), ``expr_duplicate``, and for the methods and
+        benchmarks that know clean labels ``expr_clean`` = FERPlus's label and
+        ``expr_flipped`` = the split's label differs from it. ``dropped``: split -> reason -> count.
+    """
+    options = Fer2013FerPlusOptions.of(config)
+    root = dataset_root(config, "FER2013", "fer2013.csv, or train/<class>/ and test/<class>/ image folders")
+    plus = Path(options.ferplus).expanduser() if options.ferplus else root
+    votes_csv = find_file(plus, ["fer2013new.csv", "FERPlus/fer2013new.csv"], "FERPlus fer2013new.csv")
+    dropped: dict[str, Counter] = {split: Counter() for split in SPLITS}
+    if (root / "fer2013.csv").is_file():
+        faces = _csv_faces(root / "fer2013.csv", votes_csv)
+    else:
+        map_csv = Path(options.map).expanduser() if options.map else votes_csv.parent / MAP_FILE
+        if not map_csv.is_file():
+            raise FacemtlError(f"{map_csv}: no such file; the folder layout needs the JPEG -> FERPlus image map "
+                               f"(set data.fer2013_ferplus.map), or use fer2013.csv, which aligns row by row")
+        faces, unmapped = _folder_faces(root, votes_csv, map_csv, config)
+        for split, count in unmapped.items():
+            dropped[split]["not in the folder map"] += count
+    labels = {split: getattr(options, f"{split}_labels") for split in SPLITS}
+    columns: dict[str, list] = {k: [] for k in ("file", "line", "path", "split", "fer", "plus", "votes", "group",
+                                                "flagged", "pixels")}
+    classes = config.num_expr_classes
+    for face, kept in zip(faces, _keep_duplicates(faces, options.duplicates)):
+        if not kept:
+            dropped[face.split]["duplicate copy"] += 1
+            continue
+        if face.votes is None:
+            dropped[face.split]["no FERPlus image"] += 1
+            continue
+        plus_label, _, reason = ferplus_label(face.votes, options.mode, classes)
+        if plus_label < 0:
+            dropped[face.split][reason] += 1
+            continue
+        counts = np.zeros(8, np.float32)
+        counts[list(FERPLUS_TO_AFFECTNET)] = face.votes[:8]
+        for key, value in zip(columns, (face.file, face.line, face.path, face.split, face.fer, plus_label,
+                                        counts[:classes], face.group, face.flagged, face.pixels)):
+            columns[key].append(value)
+    table = RecordTable(dataset_label_spaces(config), root)
+    fer, plus_labels = np.array(columns["fer"], np.int64), np.array(columns["plus"], np.int64)
+    use_plus = np.array([labels[s] == "ferplus" for s in columns["split"]], bool)
+    expr = np.where(use_plus, plus_labels, fer)
+    extra = {"pixels": np.stack(columns["pixels"])} if columns["pixels"] and columns["pixels"][0] is not None else {}
+    for file in dict.fromkeys(columns["file"]):  # one chunk per annotation file, in order
+        rows = np.array([f == file for f in columns["file"]], bool)
+        table.extend(
+            file, np.array(columns["line"])[rows], [p for p, r in zip(columns["path"], rows) if r],
+            [s for s, r in zip(columns["split"], rows) if r], expr=expr[rows],
+            groups=[g for g, r in zip(columns["group"], rows) if r],
+            info_expr_fer2013=fer[rows], info_expr_ferplus=plus_labels[rows],
+            info_expr_votes=np.array(columns["votes"], np.float32).reshape(-1, classes)[rows],
+            info_expr_disagree=(fer != plus_labels)[rows], info_expr_duplicate=np.array(columns["flagged"], bool)[rows],
+            info_expr_clean=plus_labels[rows], info_expr_flipped=(expr != plus_labels)[rows],
+            **{k: v[rows] for k, v in extra.items()},
+        )
+    return table.build(), dropped
+
+
+@DATASETS.register("fer2013_ferplus")
+@dataset_options(Fer2013FerPlusOptions)
+def fer2013_ferplus(config: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict:
+    """FER2013's faces, labelled by FER2013 or by FERPlus's votes per split (both carried in ``info``)."""
+    check_options(config)
+    records, dropped = join_fer2013_ferplus(config)
+    for split, reasons in dropped.items():
+        for reason, count in sorted(reasons.items()):
+            note(f"fer2013_ferplus: {split}: dropped {count} faces ({reason})")
+    return build_splits(records, config, splits)
