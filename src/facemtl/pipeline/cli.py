@@ -10,7 +10,7 @@ no wait and leaves no half-written file behind.
 Exit status: 0 when the run finished and at least one input was read (inputs that could
 not be read are ``success = 0`` rows and warnings); 1 when every input failed (the rows
 are still written); 2 for a user error caught before any work (one ``facemtl: error:``
-line); 130 when interrupted.
+line); 130 when interrupted; 141 when standard output was closed early (``| head``).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from typing import Any
 ALL_INPUTS_FAILED = 1
 
 _EPILOG = """exit status: 0 done (unreadable inputs are success=0 rows with a warning); 1 every input failed
-(their success=0 rows are still written); 2 a user error, reported before anything loads (an input
-path that does not exist, an --out or --annotate that cannot be written, a bad option or model)"""
+(their success=0 rows are still written); 2 a user error, one line, no CSV written (a bad option or
+model; an input path that does not exist or an --out / --annotate that cannot be written is found
+before anything loads); 130 interrupted; 141 standard output closed early (| head)"""
 
 
 def add_predict_parser(commands: Any) -> None:
