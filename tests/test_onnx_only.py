@@ -33,7 +33,7 @@ class Absent(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.partition(".")[0] in ABSENT:
             attempts.append(name)
-            raise ImportError(f"No module named {name!r} (blocked: an ONNX-only install)")
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked: an ONNX-only install)", name=name)
         return None
 
 
@@ -58,7 +58,11 @@ def models(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _predict_without_torch(*args: str) -> tuple[dict, str]:
-    done = subprocess.run([sys.executable, "-c", _WITHOUT_TORCH, json.dumps(ABSENT), "predict", *args],
+    return _without_torch("predict", *args)
+
+
+def _without_torch(*argv: str) -> tuple[dict, str]:
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_TORCH, json.dumps(ABSENT), *argv],
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.splitlines()[-1]), done.stderr
@@ -87,3 +91,9 @@ def test_a_torch_checkpoint_without_torch_is_a_one_line_error(models):
     result, stderr = _predict_without_torch(str(PHOTO), "--checkpoint", str(checkpoint))
     assert result["status"] == 2 and result["loaded"] == [], stderr
     assert stderr.count("\n") == 1 and "needs PyTorch" in stderr and ".onnx" in stderr
+
+
+def test_other_commands_without_torch_say_what_is_missing(tmp_path):
+    result, stderr = _without_torch("train", str(Path(__file__).resolve().parents[1] / "configs" / "synthetic_plain.yaml"), "--out", str(tmp_path / "run"))
+    assert result["status"] == 2 and "Traceback" not in stderr
+    assert "facemtl train needs torch, which is not installed" in stderr.strip().splitlines()[-1]

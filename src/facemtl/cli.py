@@ -19,6 +19,9 @@ from pathlib import Path
 
 from facemtl.errors import FacemtlError
 
+#: What an inference-only (ONNX) install lacks; the other commands need it.
+TRAINING_STACK = frozenset({"torch", "torchvision", "timm", "safetensors", "matplotlib"})
+
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -228,6 +231,14 @@ def _run(args: argparse.Namespace) -> int:
             return run_predict(args)
     except FacemtlError as err:
         print(f"facemtl: error: {err}", file=sys.stderr)
+        return 2
+    except ImportError as err:
+        missing = (err.name or "").split(".")[0]
+        if missing not in TRAINING_STACK:  # a bug, not an inference-only install: keep the traceback
+            raise
+        print(f"facemtl: error: facemtl {args.command} needs {missing}, which is not installed (an inference-only "
+              f"install runs `facemtl predict` on .onnx models); install the full package: pip install facemtl",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("facemtl: interrupted (the last checkpoint is kept; --resume continues)", file=sys.stderr)
