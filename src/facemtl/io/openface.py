@@ -54,6 +54,28 @@ def read_openface(path: str | Path) -> pd.DataFrame:
             from the header's, or a value in an OpenFace column that is not a number.
     """
     path = Path(path)
+    text, header = _checked_text(path)
+    try:
+        table = pd.read_csv(io.StringIO(text), skipinitialspace=True, low_memory=False)
+    except ValueError as err:  # pandas' ParserError is a ValueError
+        raise FacemtlError(f"{path}: {str(err).strip().splitlines()[-1]}; expected {EXPECTED}") from None
+    table.columns = header  # stripped of OpenFace's spaces
+    columns: dict[str, pd.Series] = {}
+    for column in header:
+        values = _numeric(path, column, table[column]) if OPENFACE_COLUMN.fullmatch(column) else table[column]
+        if column == "face" and "face_id" not in header:  # FaceLandmarkImg: one image, as facemtl writes it
+            columns["frame"] = pd.Series(1, index=table.index, dtype="int64")
+            columns["face_id"] = values
+            columns["timestamp"] = pd.Series(0.0, index=table.index)
+        else:
+            columns[column] = values
+    if "input" not in columns:
+        columns = {"input": pd.Series(str(path), index=table.index), **columns}
+    return pd.DataFrame(columns, index=table.index)
+
+
+def _checked_text(path: Path) -> tuple[str, list[str]]:
+    """The file's text and stripped header, or a one-line error saying what is wrong with them."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
@@ -73,31 +95,17 @@ def read_openface(path: str | Path) -> pd.DataFrame:
         if row and len(row) != len(header):  # pandas would fill a short (truncated) row with NaN
             raise FacemtlError(f"{path}, line {number}: {len(row)} fields, the header has {len(header)}; "
                                f"expected {EXPECTED}")
-    try:
-        table = pd.read_csv(io.StringIO(text), skipinitialspace=True, low_memory=False)
-    except ValueError as err:  # pandas' ParserError is a ValueError
-        raise FacemtlError(f"{path}: {str(err).strip().splitlines()[-1]}; expected {EXPECTED}") from None
-    table.columns = header  # stripped of OpenFace's spaces
+    return text, header
 
-    columns: dict[str, pd.Series] = {}
-    for column in header:
-        values = table[column]
-        if OPENFACE_COLUMN.fullmatch(column):
-            numbers = pd.to_numeric(values, errors="coerce")
-            bad = numbers.isna() & values.notna()
-            if bad.any():
-                row = int(bad.to_numpy().argmax())
-                raise FacemtlError(f"{path}, line {row + 2}: {column} = {values.iloc[row]!r} is not a number; "
-                                   f"expected {EXPECTED}")
-            if _INTEGER_COLUMN.fullmatch(column) and numbers.notna().all() and (numbers % 1 == 0).all():
-                numbers = numbers.astype("int64")
-            values = numbers
-        if column == "face" and "face_id" not in header:  # FaceLandmarkImg: one image, as facemtl writes it
-            columns["frame"] = pd.Series(1, index=table.index, dtype="int64")
-            columns["face_id"] = values
-            columns["timestamp"] = pd.Series(0.0, index=table.index)
-        else:
-            columns[column] = values
-    if "input" not in columns:
-        columns = {"input": pd.Series(str(path), index=table.index), **columns}
-    return pd.DataFrame(columns, index=table.index)
+
+def _numeric(path: Path, column: str, values: pd.Series) -> pd.Series:
+    """An OpenFace column as numbers (int64 for whole-valued counters and presences), or a one-line error."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna() & values.notna()
+    if bad.any():
+        row = int(bad.to_numpy().argmax())
+        raise FacemtlError(f"{path}, line {row + 2}: {column} = {values.iloc[row]!r} is not a number; "
+                           f"expected {EXPECTED}")
+    if _INTEGER_COLUMN.fullmatch(column) and numbers.notna().all() and (numbers % 1 == 0).all():
+        numbers = numbers.astype("int64")
+    return numbers
