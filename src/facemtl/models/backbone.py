@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import timm
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -86,13 +85,15 @@ def create_backbone(name: str, pretrained: str = "") -> nn.Module:
     """
     if name in BACKBONES:
         model = BACKBONES.get(name)()
-    elif timm.is_model(name):
-        model = timm.create_model(name, pretrained=False, num_classes=0)
     else:
-        builtins = ", ".join(BACKBONES.names())
-        raise FacemtlError(
-            f"unknown backbone {name!r}; valid: built-in {builtins}, or any timm model name (see timm.list_models())"
-        )
+        import timm  # seconds to import: only timm backbones need it, not the built-in ones (the shipped model's)
+
+        if not timm.is_model(name):
+            builtins = ", ".join(BACKBONES.names())
+            raise FacemtlError(
+                f"unknown backbone {name!r}; valid: built-in {builtins}, or any timm model name (see timm.list_models())"
+            )
+        model = timm.create_model(name, pretrained=False, num_classes=0)
     if pretrained:
         load_backbone_weights(model, pretrained, name)
     return model
