@@ -58,7 +58,9 @@ def train_one(job: dict) -> dict:
     if job["pretrained"]:
         overrides.append(f"model.pretrained={job['pretrained']}")
     if job["method"] == "scn":
-        overrides += [f"method.relabel_epoch={job['relabel_epoch']}", f"method.margin_1={job['margin_1']}"]
+        # the paper's schedule (relabelling from a fixed epoch, weighting from the start), as these tables were measured
+        overrides += [f"method.relabel_epoch={job['relabel_epoch']}", f"method.margin_1={job['margin_1']}",
+                      "method.weight_start=0", "method.detach_importance_input=false"]
 
     def last_epoch_accuracy(trainer, metrics, rows):
         last = trainer.out_dir / "checkpoints/last.safetensors"

@@ -99,7 +99,7 @@ def test_paper_mode_never_relabels_high_group_and_code_mode_may():
 
 def test_detached_importance_input_keeps_the_importance_gradient_out_of_the_backbone():
     for detach in (False, True):
-        _, train, method = _scn("model.tasks=expr", f"method.detach_importance_input={detach}")
+        _, train, method = _scn("model.tasks=expr", "method.weight_start=0", f"method.detach_importance_input={detach}")
         batch = train.__getitems__(list(range(16)))
         with torch.no_grad():  # logits independent of the feature: the backbone's only gradient is via the importance
             method.net.heads["expr"].weight.zero_()
@@ -109,6 +109,36 @@ def test_detached_importance_input_keeps_the_importance_gradient_out_of_the_back
         reached = any(g is not None and bool(g.abs().sum() > 0) for g in backbone)
         assert reached is not detach
         assert method.importance[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("overrides, epochs, first", [
+    ([], 8, 5),  # default: relabelling after half the run
+    (["method.relabel_start=0.25"], 40, 11),  # the paper's 10 of 40, counted from the run's length
+    (["method.relabel_start=0"], 8, 1),
+    (["method.relabel_epoch=10"], 8, 10),  # the paper's fixed epoch: never within 8 epochs
+    (["method.relabel_epoch=10", "method.relabel_start=0.1"], 40, 10),  # a fixed epoch wins
+])
+def test_relabelling_starts_at_a_fraction_of_the_run_or_a_fixed_epoch(overrides, epochs, first):
+    config = load_config(None, ["method.name=scn", *overrides])
+    assert config.method.first_relabel_epoch(epochs) == first
+    with pytest.raises(FacemtlError, match="relabel_start=1.5 is out of range"):
+        load_config(None, ["method.name=scn", "method.relabel_start=1.5"])
+
+
+def test_before_weight_start_the_network_trains_on_plain_ce_and_the_importance_beside_it():
+    _, train, method = _scn("model.tasks=expr", "method.weight_start=0.5")  # 2 epochs: weighting from epoch 2
+    assert method.weight_from == 2
+    batch = train.__getitems__(list(range(16)))
+    method.training_step(batch)["loss"].backward()
+    head = method.net.heads["expr"].weight.grad.clone()
+    assert method.importance[0].weight.grad.abs().sum() > 0  # the importance branch learns meanwhile
+    method.zero_grad()
+    F.cross_entropy(method.net(batch["image"])["expr"], batch["labels"]["expr"]).backward()
+    assert torch.allclose(head, method.net.heads["expr"].weight.grad, atol=1e-6)  # exactly plain CE's gradient
+    method.zero_grad()
+    method.epochs_done += 1  # epoch 2: the importance now scales the logits
+    method.training_step(batch)["loss"].backward()
+    assert not torch.allclose(head, method.net.heads["expr"].weight.grad, atol=1e-4)
 
 
 def test_relabels_are_method_state_not_dataset_edits(tmp_path):
@@ -125,7 +155,7 @@ def test_relabels_are_method_state_not_dataset_edits(tmp_path):
 
 def test_scn_trains_in_trainer_and_logs(tmp_path, tiny_overrides):
     config = load_config(None, tiny_overrides + [
-        "method.name=scn", "method.relabel_epoch=2", "data.label_noise=0.3", "train.epochs=2",
+        "method.name=scn", "method.relabel_start=0.5", "data.label_noise=0.3", "train.epochs=2",
     ])
     Trainer(config, tmp_path / "run").fit()
     import csv
@@ -133,7 +163,7 @@ def test_scn_trains_in_trainer_and_logs(tmp_path, tiny_overrides):
     rows = list(csv.DictReader((tmp_path / "run/log.csv").open()))
     for key in ("importance_clean_mean", "importance_flipped_mean", "importance_clean_std", "rr_loss", "relabels", "relabels_total"):
         assert key in rows[0], key
-    assert float(rows[0]["relabels"]) == 0  # relabelling starts at epoch 2
+    assert float(rows[0]["relabels"]) == 0  # relabelling starts after half the run: epoch 2
     last = load_checkpoint(tmp_path / "run/checkpoints/last.safetensors")
     assert int(last.model_state["epochs_done"]) == 2
     assert int((last.model_state["relabels"] >= 0).sum()) == float(rows[1]["relabels_total"])
