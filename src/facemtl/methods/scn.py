@@ -126,10 +126,12 @@ class SCNMethod(Method):
         all_importance = gather_cat(importance, grad=True)
         rr_loss, high = rank_regularization(all_importance[mask], self.config.beta, self.config.margin_1)
         result = self.combine(losses)
-        if not weighting:  # the WCE above trains the importance branch alone; the network gets plain CE
-            plain = self.task_losses(outputs, relabeled_batch, ("expr",))["expr"]
+        # CE of the unscaled logits: before weight_start the network's expression loss (the WCE above then
+        # trains the importance branch alone); logged throughout, so every epoch's log row has it
+        plain = self.task_losses(outputs, relabeled_batch, ("expr",))["expr"]
+        if not weighting:
             result["loss"] = result["loss"] + self.config.task_weights.get("expr", 1.0) * plain
-            result["logs"]["loss_expr_plain"] = float(plain.detach())
+        result["logs"]["loss_expr_plain"] = float(plain.detach())
         result["loss"] = result["loss"] + self.config.rr_weight * rr_loss
         result["logs"]["loss_rr"] = float(rr_loss.detach())
         with torch.no_grad():
