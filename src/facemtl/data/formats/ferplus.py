@@ -278,23 +278,35 @@ def join_fer2013_ferplus(config: DataConfig) -> tuple[Records, dict[str, Counter
     """
     options = Fer2013FerPlusOptions.of(config)
     root = dataset_root(config, "FER2013", "fer2013.csv, or train/<class>/ and test/<class>/ image folders")
+    faces, dropped = _joined_faces(config, options, root)
+    columns = _kept_faces(faces, options, config.num_expr_classes, dropped)
+    labels = {split: getattr(options, f"{split}_labels") for split in SPLITS}
+    return _joined_records(columns, labels, config, root), dropped
+
+
+def _joined_faces(config: DataConfig, options: Fer2013FerPlusOptions, root: Path) -> tuple[list, dict[str, Counter]]:
+    """Every FER2013 face with its FERPlus votes (None without a FERPlus image), and the faces the
+    folder map does not know, counted per split."""
     plus = Path(options.ferplus).expanduser() if options.ferplus else root
     votes_csv = find_file(plus, ["fer2013new.csv", "FERPlus/fer2013new.csv"], "FERPlus fer2013new.csv")
     dropped: dict[str, Counter] = {split: Counter() for split in SPLITS}
     if (root / "fer2013.csv").is_file():
-        faces = _csv_faces(root / "fer2013.csv", votes_csv)
-    else:
-        map_csv = Path(options.map).expanduser() if options.map else votes_csv.parent / MAP_FILE
-        if not map_csv.is_file():
-            raise FacemtlError(f"{map_csv}: no such file; the folder layout needs the JPEG -> FERPlus image map "
-                               f"(set data.fer2013_ferplus.map), or use fer2013.csv, which aligns row by row")
-        faces, unmapped = _folder_faces(root, votes_csv, map_csv, config)
-        for split, count in unmapped.items():
-            dropped[split]["not in the folder map"] += count
-    labels = {split: getattr(options, f"{split}_labels") for split in SPLITS}
+        return _csv_faces(root / "fer2013.csv", votes_csv), dropped
+    map_csv = Path(options.map).expanduser() if options.map else votes_csv.parent / MAP_FILE
+    if not map_csv.is_file():
+        raise FacemtlError(f"{map_csv}: no such file; the folder layout needs the JPEG -> FERPlus image map "
+                           f"(set data.fer2013_ferplus.map), or use fer2013.csv, which aligns row by row")
+    faces, unmapped = _folder_faces(root, votes_csv, map_csv, config)
+    for split, count in unmapped.items():
+        dropped[split]["not in the folder map"] += count
+    return faces, dropped
+
+
+def _kept_faces(faces: list, options: Fer2013FerPlusOptions, classes: int, dropped: dict[str, Counter]) -> dict[str, list]:
+    """Column lists of the faces kept (duplicates as ``options.duplicates`` says, a FERPlus label
+    under ``options.mode``); the others are counted in ``dropped`` by reason."""
     columns: dict[str, list] = {k: [] for k in ("file", "line", "path", "split", "fer", "plus", "votes", "group",
                                                 "flagged", "pixels")}
-    classes = config.num_expr_classes
     for face, kept in zip(faces, _keep_duplicates(faces, options.duplicates)):
         if not kept:
             dropped[face.split]["duplicate copy"] += 1
@@ -311,6 +323,12 @@ def join_fer2013_ferplus(config: DataConfig) -> tuple[Records, dict[str, Counter
         for key, value in zip(columns, (face.file, face.line, face.path, face.split, face.fer, plus_label,
                                         counts[:classes], face.group, face.flagged, face.pixels)):
             columns[key].append(value)
+    return columns
+
+
+def _joined_records(columns: dict[str, list], labels: dict[str, str], config: DataConfig, root: Path) -> Records:
+    """The kept faces as records: each split's label FER2013's or FERPlus's, both in ``info``."""
+    classes = config.num_expr_classes
     table = RecordTable(dataset_label_spaces(config), root)
     fer, plus_labels = np.array(columns["fer"], np.int64), np.array(columns["plus"], np.int64)
     use_plus = np.array([labels[s] == "ferplus" for s in columns["split"]], bool)
@@ -328,7 +346,7 @@ def join_fer2013_ferplus(config: DataConfig) -> tuple[Records, dict[str, Counter
             info_expr_clean=plus_labels[rows], info_expr_flipped=(expr != plus_labels)[rows],
             **{k: v[rows] for k, v in extra.items()},
         )
-    return table.build(), dropped
+    return table.build()
 
 
 @DATASETS.register("fer2013_ferplus")
