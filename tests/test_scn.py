@@ -112,7 +112,7 @@ def test_detached_importance_input_keeps_the_importance_gradient_out_of_the_back
 
 
 @pytest.mark.parametrize("overrides, epochs, first", [
-    ([], 8, 5),  # default: relabelling after half the run
+    ([], 8, 7),  # default: relabelling after three quarters of the run
     (["method.relabel_start=0.25"], 40, 11),  # the paper's 10 of 40, counted from the run's length
     (["method.relabel_start=0"], 8, 1),
     (["method.relabel_epoch=10"], 8, 10),  # the paper's fixed epoch: never within 8 epochs

@@ -11,7 +11,7 @@ Schedule-aware defaults (docs/benchmarks.md, "SCN defaults"): the paper starts r
 at epoch 10 of 40 and weights the logits from the first step. Here both start at a fraction
 of the run — the network trains on plain cross-entropy for the first ``weight_start`` (0.5)
 of the epochs while the importance branch learns beside it on detached features, then the
-importance weights the logits; relabelling starts after ``relabel_start`` (0.5) — and the
+importance weights the logits; relabelling starts after ``relabel_start`` (0.75) — and the
 importance branch's gradient stays out of the backbone (``detach_importance_input: true``).
 In short runs the paper's schedule never relabels (epoch 10 of 8) and its weighting, applied
 while the network still underfits, cost 3-5 points of expression accuracy against plain
@@ -61,7 +61,7 @@ class SCNConfig(MethodConfig):
     margin_1: float = 0.07  # delta_1: required gap between high and low mean importance
     margin_2: float = 0.2  # delta_2: relabel when P_max - P_label exceeds it
     relabel_epoch: int = 0  # first (1-based) epoch that relabels; 0 = after relabel_start of the run (paper: 10)
-    relabel_start: float = 0.5  # relabel_epoch 0: relabelling starts once this fraction of the epochs is done
+    relabel_start: float = 0.75  # relabel_epoch 0: relabelling starts once this fraction of the epochs is done
     # before this fraction of the run the network trains on plain CE and the importance branch learns
     # beside it (on detached features and logits); from then on the importance weights the logits (paper: 0)
     weight_start: float = 0.5
